@@ -1,0 +1,128 @@
+"""One client connection as the gateway holds it, and the handle user code sees (spec §2.3).
+
+Sends write complete WebSocket frames straight to the socket's transport: a frame built once for a
+broadcast is written unchanged to every recipient. The outbound buffer of each socket is bounded;
+a client that does not read is closed as a slow consumer rather than growing memory without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.protocol import State
+
+from ..protocol.dialect import Dialect
+from ..protocol.frames import encode_push
+from ..protocol.heartbeat import HeartbeatState
+from ..protocol.wsframe import text_frame
+from ..server.auth import UpgradeRequest
+from .close_codes import SLOW_CONSUMER
+
+if TYPE_CHECKING:
+    from ..server.mesh_server import MeshServer
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger(__name__)
+
+
+class Connection:
+    """A live client connection on this gateway."""
+
+    def __init__(
+        self,
+        connection_id: str,
+        websocket: ServerConnection,
+        *,
+        gateway_id: str,
+        server: MeshServer,
+        request: UpgradeRequest,
+        auth: Any,
+        max_send_buffer_bytes: int,
+        max_missed_pongs: int,
+    ) -> None:
+        self.id = connection_id
+        """Opaque, unguessable connection id (a UUID)."""
+        self.gateway_id = gateway_id
+        """Id of the gateway holding the socket (the reference's instance id)."""
+        self.request = request
+        """The upgrade request (path, query, headers)."""
+        self.auth = auth
+        """What ``authenticate_connection`` returned: server-only, clients cannot change it."""
+        self.dialect: Dialect | None = None
+        """Latched from the first prefixed command (spec §7.4); ``None`` until then."""
+        self.heartbeat = HeartbeatState(max_missed_pongs=max_missed_pongs)
+        self.server = server
+        self.tasks: set[asyncio.Task[None]] = set()
+        """Commands of this connection that are running."""
+        self._websocket = websocket
+        self._transport: asyncio.WriteTransport = websocket.transport  # type: ignore[assignment]
+        self._protocol = websocket.protocol
+        self._max_buffer = max_send_buffer_bytes
+        self._closing = False
+
+    @property
+    def remote_address(self) -> Any:
+        """``(host, port)`` of the client."""
+        return self.request.remote_address
+
+    @property
+    def is_dead(self) -> bool:
+        """True once the socket is no longer open."""
+        return self._closing or self._protocol.state is not State.OPEN
+
+    @property
+    def latency_ms(self) -> float:
+        """The last measured round trip in milliseconds."""
+        return self.heartbeat.latency_ms
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Write a complete WebSocket frame; False if the socket is closed or overflowing."""
+        if self._closing or self._protocol.state is not State.OPEN:
+            return False
+        transport = self._transport
+        if transport.get_write_buffer_size() > self._max_buffer:
+            self.close_soon(SLOW_CONSUMER, "send queue full")
+            return False
+        transport.write(frame)
+        return True
+
+    def send_json(self, payload: bytes) -> bool:
+        """Write one encoded Mesh frame (JSON bytes)."""
+        return self.send_frame(text_frame(payload))
+
+    def send(self, command: str, payload: Any = None) -> bool:
+        """Push ``{"command", "payload"}`` to this client; False if it could not be sent."""
+        return self.send_json(encode_push(command, payload))
+
+    def close_soon(self, code: int = 1000, reason: str = "") -> None:
+        """Start closing the socket without waiting."""
+        if self._closing:
+            return
+        self._closing = True
+        task = asyncio.get_running_loop().create_task(self._websocket.close(code, reason))
+        task.add_done_callback(_log_close_failure)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the socket and wait for the closing handshake (bounded by ``close_timeout``)."""
+        self._closing = True
+        await self._websocket.close(code, reason)
+
+    async def get_metadata(self) -> Any:
+        """This connection's metadata."""
+        return await self.server.connection_manager.get_metadata(self.id)
+
+    async def set_metadata(self, value: Any, strategy: str = "replace") -> Any:
+        """Set this connection's metadata; returns the stored value."""
+        return await self.server.connection_manager.set_metadata(self.id, value, strategy)
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} dead={self.is_dead}>"
+
+
+def _log_close_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("closing a socket failed", exc_info=task.exception())

@@ -1,0 +1,56 @@
+"""Names of built-in commands, pushes and heartbeat frames (spec §1.5-§1.8).
+
+Built-in names are suffixes; the wire name is the dialect prefix plus the suffix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ASSIGN_ID",
+    "BUILTIN_COMMANDS",
+    "GET_CONNECTION_METADATA",
+    "GET_MY_CONNECTION_METADATA",
+    "GET_ROOM_METADATA",
+    "HEARTBEAT_REPLIES",
+    "JOIN_ROOM",
+    "LATENCY",
+    "LATENCY_REQUEST",
+    "LATENCY_RESPONSE",
+    "LEAVE_ROOM",
+    "NOOP",
+    "PING",
+    "PONG",
+    "SET_MY_CONNECTION_METADATA",
+]
+
+# Pushes without a prefix (identical in both dialects).
+PING = "ping"
+LATENCY = "latency"
+LATENCY_REQUEST = "latency:request"
+
+# Client replies to heartbeat pushes: never dispatched as commands, never answered (spec §1.10).
+PONG = "pong"
+LATENCY_RESPONSE = "latency:response"
+HEARTBEAT_REPLIES = frozenset({PONG, LATENCY_RESPONSE})
+
+# Prefixed push.
+ASSIGN_ID = "assign-id"
+
+# Built-in commands of the foundation slice (suffixes).
+NOOP = "noop"
+JOIN_ROOM = "join-room"
+LEAVE_ROOM = "leave-room"
+GET_CONNECTION_METADATA = "get-connection-metadata"
+GET_MY_CONNECTION_METADATA = "get-my-connection-metadata"
+SET_MY_CONNECTION_METADATA = "set-my-connection-metadata"
+GET_ROOM_METADATA = "get-room-metadata"
+
+BUILTIN_COMMANDS = (
+    NOOP,
+    JOIN_ROOM,
+    LEAVE_ROOM,
+    GET_CONNECTION_METADATA,
+    GET_MY_CONNECTION_METADATA,
+    SET_MY_CONNECTION_METADATA,
+    GET_ROOM_METADATA,
+)
