@@ -11,6 +11,7 @@ MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 """The connection could not be registered (e.g. Redis unreachable); reconnect later."""
 SLOW_CONSUMER = 1013
-"""The client did not read fast enough and its send buffer hit ``max_send_buffer_bytes``."""
+"""The client did not read fast enough and its send buffer hit ``max_send_buffer_bytes``. The TCP
+connection is dropped at once (a close frame could not get through), so the client sees 1006."""
 PING_TIMEOUT = 4000
 """The client missed more than ``max_missed_pongs`` pings."""

@@ -43,6 +43,7 @@ class Connection:
         auth: Any,
         max_send_buffer_bytes: int,
         max_missed_pongs: int,
+        close_timeout: float = 2.0,
     ) -> None:
         self.id = connection_id
         """Opaque, unguessable connection id (a UUID)."""
@@ -63,6 +64,7 @@ class Connection:
         self._protocol = websocket.protocol
         self._max_buffer = max_send_buffer_bytes
         self._closing = False
+        self._close_timeout = close_timeout
 
     @property
     def remote_address(self) -> Any:
@@ -85,7 +87,7 @@ class Connection:
             return False
         transport = self._transport
         if transport.get_write_buffer_size() > self._max_buffer:
-            self.close_soon(SLOW_CONSUMER, "send queue full")
+            self.abort(SLOW_CONSUMER, "send queue full")
             return False
         transport.write(frame)
         return True
@@ -102,14 +104,31 @@ class Connection:
         """Start closing the socket without waiting."""
         if self._closing:
             return
-        self._closing = True
-        task = asyncio.get_running_loop().create_task(self._websocket.close(code, reason))
+        task = asyncio.get_running_loop().create_task(self.close(code, reason))
         task.add_done_callback(_log_close_failure)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the socket and wait for the closing handshake (bounded by ``close_timeout``)."""
+        """Close with a closing handshake, bounded by ``close_timeout``; then drop the TCP link.
+
+        websockets waits for its send buffer to drain before the handshake can finish, which never
+        happens for a client that stopped reading: hence the outer bound.
+        """
         self._closing = True
-        await self._websocket.close(code, reason)
+        try:
+            await asyncio.wait_for(self._websocket.close(code, reason), self._close_timeout + 0.5)
+        except TimeoutError:
+            self._transport.abort()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Drop the TCP connection at once: the send buffer is full, a close frame could not pass.
+
+        The client sees an abnormal closure (1006) and reconnects; ``code`` is logged only.
+        """
+        if self._transport.is_closing():
+            return
+        self._closing = True
+        logger.info("dropping connection %s: %s (%s)", self.id, reason, code)
+        self._transport.abort()
 
     async def get_metadata(self) -> Any:
         """This connection's metadata."""

@@ -168,6 +168,7 @@ class Gateway:
             auth=getattr(websocket, "mesh_auth", None),
             max_send_buffer_bytes=settings.max_send_buffer_bytes,
             max_missed_pongs=settings.max_missed_pongs,
+            close_timeout=settings.close_timeout,
         )
         cid = connection.id
         try:

@@ -71,10 +71,26 @@ def _describe(error: ValidationError) -> str:
 
 def parse_payload(model: type[P], command: str, payload: Any) -> P:
     """Validate ``payload`` against ``model``; raise :class:`CodeError` ``EINVALID`` if it fails."""
-    try:
-        if isinstance(payload, dict):
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        details = f"payload must be a JSON object, not {_json_type(payload)}"
+    else:
+        try:
             return model.model_validate(payload)
-        return model.model_validate(payload if payload is not None else {})
-    except ValidationError as error:
-        body = invalid_payload(command, _describe(error))
-        raise CodeError(body["error"], body["code"], body["name"]) from None
+        except ValidationError as error:
+            details = _describe(error)
+    body = invalid_payload(command, details)
+    raise CodeError(body["error"], body["code"], body["name"])
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__

@@ -136,7 +136,7 @@ class InlineRuntime:
         except (RedisError, OSError, TimeoutError) as error:
             await self._close_redis()
             raise RedisUnavailableError(
-                f"Cannot reach Redis at {url}: {error}. Check MESH_REDIS_URL / --redis-url, "
+                f"Cannot reach Redis at {url}: {str(error).rstrip('.')}. Check MESH_REDIS_URL / --redis-url, "
                 "or unset it to use the embedded Redis."
             ) from error
         await self._start_shards()

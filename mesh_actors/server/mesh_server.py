@@ -167,8 +167,17 @@ class MeshServer:
             finally:
                 self._runtime = None
 
-    def serve(self, host: str | None = None, port: int | None = None) -> None:
-        """Run until SIGINT/SIGTERM (blocking), on uvloop when it is installed."""
+    def serve(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        on_ready: Callable[[MeshServer], Any] | None = None,
+    ) -> None:
+        """Run until SIGINT/SIGTERM (blocking), on uvloop when it is installed.
+
+        ``on_ready(server)`` runs once the server listens (the CLI prints its address there).
+        """
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -176,7 +185,9 @@ class MeshServer:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
             await self.start(host, port)
-            logger.info("mesh-actors listening on ws://%s:%s", host or self.settings.host, self.port)
+            logger.debug("mesh-actors listening on ws://%s:%s", host or self.settings.host, self.port)
+            if on_ready is not None:
+                on_ready(self)
             try:
                 await stop.wait()
             finally:

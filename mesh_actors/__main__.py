@@ -1,0 +1,5 @@
+"""``python -m mesh_actors`` is the ``mesh-actors`` command."""
+
+from .cli import main
+
+main()

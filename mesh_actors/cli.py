@@ -1,0 +1,129 @@
+"""The ``mesh-actors`` command line: ``serve`` an app, print the ``version``."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from . import __version__
+from .server.mesh_server import MeshServer
+from .server.settings import MeshSettings
+
+__all__ = ["AppLoadError", "load_app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mesh realtime server on actors.")
+
+
+class AppLoadError(Exception):
+    """``MODULE:ATTR`` did not lead to a MeshServer; the message says what to fix."""
+
+
+def load_app(target: str) -> MeshServer:
+    """Import ``MODULE:ATTR`` (a file path or a dotted module) and return the MeshServer there."""
+    module_part, sep, attr = target.rpartition(":")
+    if not sep or not module_part or not attr:
+        raise AppLoadError(f"expected MODULE:ATTR, e.g. examples/chat.py:server, not {target!r}")
+    if module_part.endswith(".py") or "/" in module_part:
+        path = Path(module_part)
+        if not path.is_file():
+            raise AppLoadError(f"no such file: {path}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise AppLoadError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        sys.path.insert(0, str(path.resolve().parent))
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:
+            raise AppLoadError(f"importing {path} failed: {type(error).__name__}: {error}") from error
+    else:
+        try:
+            module = importlib.import_module(module_part)
+        except ModuleNotFoundError as error:
+            raise AppLoadError(f"cannot import module {module_part!r}: {error}") from error
+        except Exception as error:
+            raise AppLoadError(f"importing {module_part} failed: {type(error).__name__}: {error}") from error
+    server = getattr(module, attr, None)
+    if server is None:
+        raise AppLoadError(f"{module_part} has no attribute {attr!r}")
+    if not isinstance(server, MeshServer):
+        raise AppLoadError(f"{target} is a {type(server).__name__}, not a MeshServer")
+    return server
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    target: Annotated[str, typer.Argument(metavar="MODULE:ATTR", help="e.g. examples/chat.py:server")],
+    host: Annotated[str | None, typer.Option(help="Interface to bind [default: settings, 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [default: settings, 8080]")] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis URL; omitted and MESH_REDIS_URL unset: embedded Redis")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Serve a MeshServer defined in MODULE:ATTR on the inline runtime."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level.lower() != "debug":
+        # websockets logs every connection and HTTP probe at INFO: too chatty for a server log.
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        server = load_app(target)
+    except AppLoadError as error:
+        _fail(str(error), 2)
+        return
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {"host": host, "port": port, "redis_url": redis_url}.items()
+        if value is not None
+    }
+    if overrides:
+        try:
+            server.settings = MeshSettings(**{**server.settings.model_dump(), **overrides})
+        except ValidationError as error:
+            _fail(f"invalid option: {error.errors(include_url=False)[0]['msg']}", 2)
+
+    def ready(running: MeshServer) -> None:
+        redis = running.settings.redis_url or "embedded"
+        typer.echo(f"mesh-actors listening on ws://{running.settings.host}:{running.port} (redis: {redis})")
+
+    try:
+        server.serve(on_ready=ready)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            _fail(
+                f"port {server.settings.port} on {server.settings.host} is already in use; "
+                "choose another with --port (or MESH_PORT)"
+            )
+        _fail(f"cannot listen on {server.settings.host}:{server.settings.port}: {error.strerror or error}")
+    except Exception as error:
+        from .runtime.inline import RedisUnavailableError
+        from .store.embedded import EmbeddedRedisError
+
+        if isinstance(error, (RedisUnavailableError, EmbeddedRedisError)):
+            _fail(str(error))
+        raise
+
+
+@app.command()
+def version() -> None:
+    """Print the mesh-actors version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

