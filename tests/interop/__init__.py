@@ -1,0 +1,1 @@
+"""Interoperability tests: the stock Node client/server of @prsm/realtime against ours."""
