@@ -261,3 +261,10 @@ async def test_client_metadata_writes_can_be_disabled(make_server: ServerFactory
         refused = await a.call("mesh/set-my-connection-metadata", {"metadata": {"role": "admin"}})
         assert refused["code"] == "EFORBIDDEN"
         assert await a.call("mesh/get-my-connection-metadata") == {"metadata": None}
+
+
+async def test_server_as_async_context_manager(redis_url: str, key_prefix: str) -> None:
+    async with MeshServer(redis_url=redis_url, key_prefix=key_prefix, port=0) as server:
+        async with raw_client(url_of(server)) as a:
+            assert await a.call("mesh/noop") is True
+    assert server.local_gateway is None

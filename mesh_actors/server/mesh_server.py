@@ -167,6 +167,14 @@ class MeshServer:
             finally:
                 self._runtime = None
 
+    async def __aenter__(self) -> MeshServer:
+        """``async with MeshServer(port=0) as server:`` starts it and closes it on exit."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     def serve(
         self,
         host: str | None = None,
