@@ -136,8 +136,10 @@ def test_latency_measurement_and_skip_while_unanswered() -> None:
     assert state.on_latency_tick(10.0)
     assert state.on_latency_response(10.25) == 250.0
     assert state.latency_ms == 250.0
-    state.on_ping_tick()  # ping sent, not answered
-    assert not state.on_latency_tick(11.0)
+    state.on_ping_tick()  # ping sent, not answered yet: a normal state, probes continue
+    assert state.on_latency_tick(11.0)
+    state.on_ping_tick()  # a whole interval without a pong: the client is missing pings
+    assert not state.on_latency_tick(12.0)
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])

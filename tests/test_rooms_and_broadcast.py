@@ -265,6 +265,7 @@ async def test_client_metadata_writes_can_be_disabled(make_server: ServerFactory
 
 async def test_server_as_async_context_manager(redis_url: str, key_prefix: str) -> None:
     async with MeshServer(redis_url=redis_url, key_prefix=key_prefix, port=0) as server:
-        async with raw_client(url_of(server)) as a:
+        url = url_of(server)  # known only once the server listens
+        async with raw_client(url) as a:
             assert await a.call("mesh/noop") is True
     assert server.local_gateway is None

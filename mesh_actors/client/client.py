@@ -113,7 +113,8 @@ class MeshClient:
         options = options if options is not None else ClientOptions()
         self._url = url
         self._options = replace(options, **overrides) if overrides else options
-        self._dialect: Dialect | None = self._options.dialect  # type: ignore[assignment]
+        dialect = self._options.dialect  # a Dialect or None once ClientOptions validated it
+        self._dialect: Dialect | None = dialect if isinstance(dialect, Dialect) else None
         self._status = OFFLINE
         self._connection_id: str | None = None
         self._connection: Connection | None = None
@@ -198,6 +199,7 @@ class MeshClient:
         the status already OFFLINE) if the client was ONLINE. :meth:`connect` may be called again.
         """
         self._closed = True
+        self._forced_reconnect = False
         was_online = self._status is ONLINE
         current = asyncio.current_task()
         tasks = [
@@ -468,9 +470,7 @@ class MeshClient:
         name: str,
         payload: Any = None,
         *,
-        # A per-call timeout, not a wrapper around the call: it is the command's deadline, shared
-        # by the offline queue wait and the response wait (the reference API has the same).
-        timeout: float | None = None,  # noqa: ASYNC109
+        timeout: float | None = None,
         raise_errors: bool | None = None,
     ) -> Any:
         """Send command ``name`` and return the server's response payload.

@@ -73,6 +73,8 @@ class Connection:
             ) from exc
         except (OSError, WebSocketException, EOFError) as exc:
             raise MeshConnectionError(f"WebSocket connection error: {exc}") from exc
+        except Exception as exc:  # e.g. a header value websockets refuses: still a failed connect
+            raise MeshConnectionError(f"WebSocket connection error: {exc!r}") from exc
         return cls(ws, on_message, on_close)
 
     @property

@@ -7,6 +7,7 @@ are logged and swallowed. Coroutine callbacks run as tasks: emitting never waits
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -66,7 +67,7 @@ class EventEmitter:
             if inspect.isawaitable(result):
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
-                task.add_done_callback(lambda task, event=event: self._finished(event, task))
+                task.add_done_callback(functools.partial(self._finished, event))
 
     def _finished(self, event: str, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from ..protocol.frames import Ignored, parse_object
 
 __all__ = ["Ignored", "Inbound", "Push", "Response", "decode_inbound"]
 
@@ -35,25 +35,16 @@ class Push:
     payload: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Ignored:
-    """Input that is not a Mesh frame; ``reason`` is for debug logs."""
-
-    reason: str
-
-
 Inbound = Response | Push | Ignored
 
 
 def decode_inbound(data: str | bytes) -> Inbound:
     """Classify one inbound message: an object with an ``id`` key is a response, an object with a
     string ``command`` and no ``id`` is a push, anything else is ignored."""
-    try:
-        frame = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return Ignored("not JSON")
-    if type(frame) is not dict:
-        return Ignored("not a JSON object")
+    frame = parse_object(data)
+    if type(frame) is Ignored:
+        return frame
+    assert isinstance(frame, dict)
     if "id" in frame:
         return Response(frame["id"], frame.get("command"), frame.get("payload"))
     command = frame.get("command")

@@ -26,6 +26,7 @@ __all__ = [
     "encode_frame",
     "encode_push",
     "encode_response",
+    "parse_object",
 ]
 
 
@@ -91,12 +92,10 @@ Event = CommandRequest | InvalidRequest | Pong | LatencyResponse | Ignored
 _PONG = Pong()
 
 
-def decode_frame(data: str | bytes) -> Event:
-    """Decode one inbound text (or binary, treated as text) message into an event.
+def parse_object(data: str | bytes) -> dict[str, Any] | Ignored:
+    """Parse one message as a JSON object; anything else is :class:`Ignored` (never raises).
 
-    Rules (spec §1.10): non-JSON, non-object JSON and objects without ``id`` are ignored, except
-    heartbeat replies which count with or without an id; ``id`` is opaque and may be any JSON value,
-    including ``0`` and ``null``.
+    Shared by the server's :func:`decode_frame` and the client's inbound decoding.
     """
     try:
         frame = orjson.loads(data)
@@ -104,6 +103,20 @@ def decode_frame(data: str | bytes) -> Event:
         return Ignored("not JSON")
     if type(frame) is not dict:
         return Ignored("not a JSON object")
+    return frame
+
+
+def decode_frame(data: str | bytes) -> Event:
+    """Decode one inbound text (or binary, treated as text) message into an event.
+
+    Rules (spec §1.10): non-JSON, non-object JSON and objects without ``id`` are ignored, except
+    heartbeat replies which count with or without an id; ``id`` is opaque and may be any JSON value,
+    including ``0`` and ``null``.
+    """
+    frame = parse_object(data)
+    if type(frame) is Ignored:
+        return frame
+    assert isinstance(frame, dict)
     command = frame.get("command")
     if command == PONG:
         return _PONG

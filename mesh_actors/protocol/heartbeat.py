@@ -49,9 +49,10 @@ class HeartbeatState:
     def on_latency_tick(self, now: float) -> bool:
         """A latency tick at ``now`` (seconds); True if a latency probe should be sent.
 
-        Probes are skipped while a ping is unanswered, as in the reference.
+        Probes are skipped once the client has missed a whole ping interval. (The reference skips
+        them whenever a ping is pending, so with equal ping and latency intervals it never measures.)
         """
-        if not self.alive:
+        if self.missed_pongs > 0:
             return False
         self._latency_started = now
         return True

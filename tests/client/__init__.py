@@ -1,0 +1,1 @@
+"""Tests of the asyncio client (mesh_actors.client)."""
