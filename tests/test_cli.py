@@ -165,3 +165,21 @@ def test_a_killed_server_leaves_no_ghosts_for_the_next_one(redis_url: str, key_p
     assert joined == {"success": True, "present": [{"id": cid, "metadata": None}]}
     assert meta == {"metadata": {"topic": "kept"}}
     assert ghost == {"metadata": None}
+
+
+def test_example_chat_client_talks_to_the_example_server() -> None:
+    with serving(CHAT, env=env_with()) as (_, port, _):
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "chat_client.py"), f"ws://127.0.0.1:{port}", "grace"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("connected as ")
+    assert "echo: {'hello': 'world'}" in lines
+    assert "status: {'name': 'grace', 'status': 'chatting'}" in lines
+    assert "joined lobby with 1 member(s)" in lines
+    assert "room metadata: {'topic': 'python'}" in lines
+    assert lines[-1] == "grace: hello from grace"
