@@ -278,13 +278,15 @@ class Gateway:
         connections = self.connections
         sent = 0
         if targets is None:
-            for cid, connection in list(connections.items()):
+            # No copy needed: a failed send aborts its transport, and the connection leaves this
+            # dict later, in its handler task, never during this loop.
+            for cid, connection in connections.items():
                 if cid not in exclude and connection.send_frame(frame):
                     sent += 1
             return sent
         for cid in targets:
-            connection = connections.get(cid)
-            if connection is not None and cid not in exclude and connection.send_frame(frame):
+            target = connections.get(cid)
+            if target is not None and cid not in exclude and target.send_frame(frame):
                 sent += 1
         return sent
 

@@ -324,3 +324,29 @@ async def test_server_heartbeats_keep_the_client_online(
         await asyncio.wait_for(pings.get(), WAIT)
     assert isinstance(await asyncio.wait_for(latency, WAIT), int | float)
     assert dropped == [] and client.status is ClientStatus.ONLINE
+
+
+async def test_client_reconnects_and_rejoins_after_a_server_restart(
+    make_server: ServerFactory, redis_url: str, key_prefix: str, make_client: ClientFactory
+) -> None:
+    from mesh_actors import MeshServer
+
+    first = await make_server(setup=expose_test_commands)
+    port = first.port
+    client = await online(make_client, url_of(first), reconnect_initial_delay=0.05, reconnect_max_delay=0.2)
+    await client.join_room("survivors")
+    old_id = client.connection_id
+    reconnected = expect(client, "reconnect")
+    await first.close()  # every socket gets 1001 "going away"; the client starts reconnecting
+
+    second = MeshServer(redis_url=redis_url, key_prefix=key_prefix)
+    expose_test_commands(second)
+    await second.start("127.0.0.1", port)
+    try:
+        new_id = await asyncio.wait_for(reconnected, WAIT)
+        assert new_id != old_id
+        assert await second.get_room_members("survivors") == [new_id]
+        assert await client.command("echo", "back") == "back"
+    finally:
+        await client.close()
+        await second.close()
