@@ -109,3 +109,28 @@ async def test_without_authenticator_anyone_connects(make_server: ServerFactory)
     server = await make_server(setup=whoami)
     async with raw_client(url_of(server)) as c:
         assert await c.call("whoami") == {"metadata": None, "auth": None, "stored_auth": None}
+
+
+async def test_readme_authentication_example(make_server: ServerFactory) -> None:
+    # The README's example, verbatim in behaviour: query token, bearer header, 403 and 401.
+    tokens = {"s3cret": {"userId": 1, "role": "admin"}}
+
+    async def authenticate(request: UpgradeRequest) -> Any:
+        token = request.query.get("token") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if token == "banned":
+            raise AuthenticationError(403, "Forbidden")
+        return tokens.get(token)
+
+    def setup(server: MeshServer) -> None:
+        server.expose_command("whoami", lambda ctx: ctx.connection.auth)
+
+    server = await make_server(setup=setup, authenticate_connection=authenticate)
+    async with raw_client(url_of(server) + "/?token=s3cret") as by_query:
+        assert await by_query.call("whoami") == {"userId": 1, "role": "admin"}
+    async with raw_client(url_of(server), additional_headers={"Authorization": "Bearer s3cret"}) as by_header:
+        assert await by_header.call("whoami") == {"userId": 1, "role": "admin"}
+    for query, status in (("?token=banned", 403), ("?token=wrong", 401), ("", 401)):
+        with pytest.raises(InvalidStatus) as caught:
+            async with raw_client(url_of(server) + "/" + query):
+                pass
+        assert caught.value.response.status_code == status
