@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import redis as sync_redis
 import redis.asyncio as aioredis
 
 from mesh_actors import MeshServer
 from mesh_actors.store.embedded import EmbeddedRedis
+from tests.interop.nodejs import ensure_node_modules, node_available, start_reference_server
 
 ServerFactory = Callable[..., Awaitable[MeshServer]]
 
@@ -104,6 +106,43 @@ def expose_test_commands(server: MeshServer) -> None:
         p = ctx.payload
         await ctx.server.room_manager.set_metadata(p["roomName"], p["metadata"])
         return True
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> None:
+    """Install the pinned npm packages of ``tests/interop/js`` once.
+
+    Without Node.js >= 20 and npm the test is skipped with the reason, except when
+    ``MESH_REQUIRE_NODE=1`` (set by ``.ci/run``), where it fails.
+    """
+    reason = node_available()
+    if reason is not None:
+        if os.environ.get("MESH_REQUIRE_NODE") == "1":
+            pytest.fail(f"MESH_REQUIRE_NODE=1 but {reason}")
+        pytest.skip(f"needs Node.js >= 20 and npm: {reason}")
+    ensure_node_modules()
+
+
+def _delete_reference_keys(url: str) -> None:
+    """Delete the reference server's keys (all under ``rt:``), and nothing else."""
+    client = sync_redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match="rt:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def reference_server_url(node_modules: None, redis_url: str) -> Iterator[str]:
+    """``ws://`` URL of the original @prsm/realtime 1.8.1 server (Node.js), one per test module."""
+    _delete_reference_keys(redis_url)
+    try:
+        with start_reference_server(redis_url) as (_process, port):
+            yield f"ws://127.0.0.1:{port}"
+    finally:
+        _delete_reference_keys(redis_url)
 
 
 @pytest.fixture

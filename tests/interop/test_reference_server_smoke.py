@@ -11,37 +11,12 @@ keys under ``rt:``; this test deletes only those, before and after the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import redis
 
 from .expectations import assert_client_scenario
-from .nodejs import run_client_scenario, start_reference_server
+from .nodejs import run_client_scenario
 
 pytestmark = pytest.mark.interop
-
-
-def _delete_reference_keys(url: str) -> None:
-    """Delete the reference server's ``rt:*`` keys (and nothing else) from the test database."""
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match="rt:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def reference_server_url(node_modules: None, redis_url: str) -> Iterator[str]:
-    """WebSocket URL of a freshly started reference server on the test Redis."""
-    _delete_reference_keys(redis_url)
-    try:
-        with start_reference_server(redis_url) as (_process, port):
-            yield f"ws://127.0.0.1:{port}"
-    finally:
-        _delete_reference_keys(redis_url)
 
 
 def test_client_scenario_against_reference_server(reference_server_url: str) -> None:
