@@ -31,6 +31,10 @@ class CodeError(Exception):
         self.code = code
         self.name = name
 
+    def __reduce__(self) -> tuple[type[CodeError], tuple[str, str, str]]:
+        # Keep code and name when the error crosses a process boundary (pickle, Ray).
+        return (type(self), (self.message, self.code, self.name))
+
     def to_payload(self) -> dict[str, str]:
         """The wire payload for this error."""
         return {"error": self.message, "code": self.code, "name": self.name}
