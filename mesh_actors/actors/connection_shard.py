@@ -94,13 +94,15 @@ class ConnectionShard:
     async def drop_gateway(self, gateway_id: str) -> list[tuple[str, list[str]]]:
         """Forget every connection of a dead gateway; returns ``(connection id, rooms)`` pairs."""
         dropped = [cid for cid, gid in self._gateway.items() if gid == gateway_id]
-        return [(cid, await self.unregister(cid)) for cid in dropped]
+        result = [(cid, await self.unregister(cid)) for cid in dropped]
+        await self._writer.write(("DEL", self._keys.gateway_connections(gateway_id)))
+        return result
 
     # -- lookups ---------------------------------------------------------------------------------
 
-    def gateway_ids(self) -> set[str]:
+    async def gateway_ids(self) -> list[str]:
         """Ids of the gateways that hold this shard's connections."""
-        return set(self._gateway.values())
+        return sorted(set(self._gateway.values()))
 
     async def exists(self, connection_id: str) -> bool:
         """True if the connection is registered."""

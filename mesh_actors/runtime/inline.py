@@ -21,6 +21,7 @@ from ..actors.sharding import shard_index
 from ..gateway.gateway import Gateway
 from ..store.embedded import EmbeddedRedis
 from ..store.keys import KeyLayout
+from .maintenance import drop_stale_gateways
 
 if TYPE_CHECKING:
     from ..server.mesh_server import MeshServer
@@ -164,22 +165,7 @@ class InlineRuntime:
         self.directory.set_shards(rooms, connections)
         # Connections left in Redis by an earlier run of this process are dead: their sockets
         # went with it. Remove them and their room memberships.
-        stale_gateways = {
-            gateway_id for shard in connections for gateway_id in shard.gateway_ids() if gateway_id != ""
-        }
-        for gateway_id in stale_gateways:
-            await self.drop_gateway(gateway_id)
-
-    async def drop_gateway(self, gateway_id: str) -> int:
-        """Forget every connection of a gateway that is gone; returns how many were dropped."""
-        dropped = 0
-        for ref in self.directory.connection_shards():
-            dropped += len(await ref.call("drop_gateway", gateway_id))
-        for ref in self.directory.room_shards():
-            await ref.call("drop_gateway", gateway_id)
-        assert self.redis is not None
-        await self.redis.delete(self.keys.gateway_connections(gateway_id))
-        return dropped
+        await drop_stale_gateways(self.directory, live=())
 
     async def restart_shards(self) -> None:
         """Replace every shard with a fresh object rebuilt from Redis, as a crash restart would."""

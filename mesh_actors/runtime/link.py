@@ -24,7 +24,7 @@ import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from ..protocol.errors import CodeError
 from .framing import FrameReader, FramingError, encode
@@ -121,9 +121,9 @@ class _ServerProtocol(asyncio.Protocol):
         self._outbox = _Outbox(asyncio.get_running_loop())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._outbox.attach(transport)
+        # A cast, not an isinstance check: uvloop's transports do not subclass asyncio's.
+        self._transport = cast(asyncio.Transport, transport)
+        self._outbox.attach(self._transport)
         self._server._protocols.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -319,7 +319,7 @@ class Link:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.5)
                     continue
-                assert isinstance(transport, asyncio.Transport)
+                transport = cast(asyncio.Transport, transport)
                 transport.write(_token_frame(self._token))
                 self._transport = transport
                 self._outbox.attach(transport)

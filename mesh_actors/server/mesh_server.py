@@ -21,7 +21,7 @@ import inspect
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..protocol.frames import encode_push
 from .auth import Authenticator
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from ..actors.links import Directory
     from ..gateway.connection import Connection
     from ..gateway.gateway import Gateway
-    from ..runtime.inline import InlineRuntime
 
 __all__ = ["MeshServer"]
 
@@ -44,6 +43,18 @@ logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 Hook = Callable[["Connection"], Any | Awaitable[Any]]
+
+
+class Runtime(Protocol):
+    """What a server runs on: links to the deployment's actors, and this process's gateway if any."""
+
+    @property
+    def directory(self) -> Directory: ...
+
+    @property
+    def gateway(self) -> Gateway | None: ...
+
+    async def close(self) -> None: ...
 
 
 class MeshServer:
@@ -68,7 +79,7 @@ class MeshServer:
         self.connection_manager = ConnectionManager(self)
         self.room_manager = RoomManager(self)
         self._hooks: dict[str, list[Hook]] = {"connection": [], "disconnection": []}
-        self._runtime: InlineRuntime | None = None
+        self._runtime: Runtime | None = None
         register_builtins(self)
 
     # -- app definition --------------------------------------------------------------------------
@@ -158,6 +169,18 @@ class MeshServer:
             await runtime.close()
             raise
 
+    def attach(self, runtime: Runtime) -> None:
+        """Run on ``runtime`` (used by the Ray runtime for its gateways and for client handles)."""
+        if self._runtime is not None:
+            raise RuntimeError("server already started")
+        self._runtime = runtime
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Shipped to gateway processes without its runtime: each process attaches its own.
+        state = self.__dict__.copy()
+        state["_runtime"] = None
+        return state
+
     async def close(self) -> None:
         """Close every connection (code 1001), flush state to Redis, release resources."""
         runtime = self._runtime
@@ -204,7 +227,7 @@ class MeshServer:
         run_forever(main())
 
     @property
-    def runtime(self) -> InlineRuntime:
+    def runtime(self) -> Runtime:
         """The running runtime (raises if the server is not started)."""
         if self._runtime is None:
             raise RuntimeError("the server is not started: call await server.start() first")

@@ -1,0 +1,451 @@
+"""The Ray runtime: the same gateway and shard objects, placed on a Ray cluster.
+
+Ray does placement (gateways spread over nodes, several per node sharing one port with
+SO_REUSEPORT), naming, restarts and health; it is the control plane only. Actors talk over the
+data-plane links of :mod:`.link`, finding each other's addresses through named Ray actors.
+
+- :class:`ShardHost` wraps one RoomShard or ConnectionShard. It is restartable: after a crash Ray
+  re-creates it, and the first link that asks for its address makes it rebuild its slice from Redis
+  before it serves anything.
+- :class:`GatewayHost` runs one Gateway (WebSockets + ``/healthz``) with the app unpickled from the
+  driver, bound with SO_REUSEPORT so the kernel spreads connections over the gateways of a node.
+- :class:`RayDeployment` (the driver) starts, supervises and stops them. It pings every gateway;
+  when one dies, its connections are removed from every shard (no ghosts) and the survivors learn
+  the new gateway list; a replacement is started on the same port.
+
+Actor classes are undecorated: ``ray.remote(**options)(cls)`` is applied at deploy time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import site
+import sys
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray import cloudpickle
+from ray.exceptions import ActorDiedError, RayActorError
+from redis.asyncio import Redis
+
+from ..actors.connection_shard import ConnectionShard
+from ..actors.room_shard import RoomShard
+from ..gateway.gateway import Gateway
+from ..server.settings import MeshSettings
+from ..store.embedded import EmbeddedRedis
+from ..store.keys import KeyLayout
+from .directory import LinkDirectory, connection_shard_name, room_shard_name
+from .inline import InlineRef
+from .link import LinkGoneError, LinkServer, Resolver
+from .maintenance import drop_gateway, drop_stale_gateways
+
+if TYPE_CHECKING:
+    from ..server.mesh_server import MeshServer
+
+__all__ = ["GatewayHost", "LinkedRuntime", "RayDeployment", "ShardHost", "init_ray", "pickle_app"]
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "mesh-actors"
+"""Ray namespace of every named actor of a deployment."""
+
+
+# -- control plane helpers -----------------------------------------------------------------------
+
+
+def init_ray(address: str | None = None) -> None:
+    """Connect to Ray (``address``), or start a local Ray bound to loopback when it is ``None``.
+
+    A local Ray advertises the machine's network address unless told otherwise: the two
+    environment variables and ``_node_ip_address`` keep every port on 127.0.0.1.
+    """
+    if ray.is_initialized():
+        return
+    if address is None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", namespace=NAMESPACE)
+    else:
+        ray.init(address=address, namespace=NAMESPACE)
+
+
+def ray_resolver(namespace: str) -> Callable[[str], Resolver]:
+    """Resolvers that find a named actor and ask it for its data-plane address."""
+
+    def resolver_for(name: str) -> Resolver:
+        async def resolve() -> tuple[str, int]:
+            try:
+                handle = await asyncio.to_thread(ray.get_actor, name, namespace)
+            except ValueError as error:
+                raise LinkGoneError(f"no actor named {name}") from error
+            try:
+                host, port = await handle.data_address.remote()
+            except ActorDiedError as error:
+                raise LinkGoneError(f"actor {name} died") from error
+            return str(host), int(port)
+
+        return resolve
+
+    return resolver_for
+
+
+def _node_ip() -> str:
+    return str(ray.util.get_node_ip_address())
+
+
+def _user_modules(server: MeshServer) -> set[Any]:
+    """Modules of the app's callables that workers may not be able to import (not installed)."""
+    callables: list[Any] = [server.authenticator, *server.commands.global_middleware]
+    callables += list(server.commands._handlers.values())
+    callables += [fn for fns in server.commands._middleware.values() for fn in fns]
+    callables += [fn for hooks in server._hooks.values() for fn in hooks]
+    callables += [guard for _, guard in server.room_guards._entries]
+    installed = (*site.getsitepackages(), site.getusersitepackages(), sys.base_prefix)
+    modules = set()
+    for fn in callables:
+        name = getattr(fn, "__module__", None)
+        module = sys.modules.get(name) if name else None
+        if module is None or name is None or name.startswith("mesh_actors"):
+            continue
+        path = getattr(module, "__file__", None) or ""
+        if name == "__main__" or not path.startswith(installed):
+            modules.add(module)
+    return modules
+
+
+def pickle_app(server: MeshServer) -> bytes:
+    """The app (commands, middleware, hooks, guards, settings) as bytes for the gateways.
+
+    Modules that are not installed packages (the app file itself) are pickled by value, so the app
+    file need not exist on the worker nodes; its third-party imports must be installed there.
+    """
+    modules = _user_modules(server)
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return bytes(cloudpickle.dumps(server))
+    finally:
+        for module in modules:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+@dataclass
+class LinkedRuntime:
+    """What a MeshServer runs on in a multi-process runtime: links, and maybe a local gateway."""
+
+    directory: LinkDirectory
+    gateway: Gateway | None = None
+    on_close: Callable[[], Any] | None = field(default=None, repr=False)
+
+    async def close(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.close()
+        if self.on_close is not None:
+            result = self.on_close()
+            if asyncio.iscoroutine(result):
+                await result
+        await self.directory.close()
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """Everything an actor of one deployment needs to find the others."""
+
+    name: str
+    namespace: str
+    token: bytes
+    room_shards: int
+    connection_shards: int
+    redis_url: str
+    key_prefix: str
+
+    def directory(self) -> LinkDirectory:
+        return LinkDirectory(
+            self.name, self.room_shards, self.connection_shards, self.token, ray_resolver(self.namespace)
+        )
+
+
+# -- actors --------------------------------------------------------------------------------------
+
+
+class ShardHost:
+    """A RoomShard or ConnectionShard served over the data plane (a Ray actor at deploy time)."""
+
+    def __init__(self, spec: DeploymentSpec, kind: str, index: int) -> None:
+        if kind not in ("room", "connection"):
+            raise ValueError(f"unknown shard kind {kind!r}")
+        self.spec = spec
+        self.kind = kind
+        self.index = index
+        self.incarnation = uuid.uuid4().hex
+        self._started: asyncio.Future[tuple[str, int]] | None = None
+
+    async def data_address(self) -> tuple[str, int]:
+        """The link address, after the shard rebuilt its slice from Redis (first call only)."""
+        if self._started is None or (self._started.done() and self._started.exception() is not None):
+            self._started = asyncio.ensure_future(self._start())
+        return await asyncio.shield(self._started)
+
+    async def _start(self) -> tuple[str, int]:
+        spec = self.spec
+        redis = Redis.from_url(spec.redis_url)
+        keys = KeyLayout(spec.key_prefix)
+        shard: RoomShard | ConnectionShard
+        if self.kind == "room":
+            shard = RoomShard(self.index, spec.room_shards, redis, keys, spec.directory())
+        else:
+            shard = ConnectionShard(self.index, spec.connection_shards, redis, keys)
+        count = await shard.rebuild()
+        logger.info("%s shard %d rebuilt %d entries from Redis", self.kind, self.index, count)
+        self._server = LinkServer(shard, spec.token, name=f"{self.kind}-{self.index}")
+        return await self._server.start(_node_ip(), 0)
+
+    async def ping(self) -> str:
+        """Liveness probe; returns this incarnation's id (it changes when Ray restarts the actor)."""
+        return self.incarnation
+
+
+class GatewayHost:
+    """One Gateway serving WebSockets on a shared port (a Ray actor at deploy time)."""
+
+    def __init__(self, spec: DeploymentSpec, gateway_id: str, app: bytes, overrides: dict[str, Any]) -> None:
+        self.spec = spec
+        self.gateway_id = gateway_id
+        self._app = app
+        self._overrides = overrides
+        self._ready: asyncio.Future[tuple[str, int]] | None = None
+        self._gateway: Gateway | None = None
+        self._directory: LinkDirectory | None = None
+        self._link_server: LinkServer | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Unpickle the app, listen on ``host:port`` (shared), serve links; returns (id, port)."""
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        server: MeshServer = cloudpickle.loads(self._app)
+        server.settings = MeshSettings(**{**server.settings.model_dump(), **self._overrides})
+        directory = self.spec.directory()
+        gateway = Gateway(server, directory, gateway_id=self.gateway_id)
+        directory.add_local(self.gateway_id, InlineRef(gateway))
+        server.attach(LinkedRuntime(directory, gateway))
+        await gateway.start(host, port, reuse_port=True)
+        self._link_server = LinkServer(gateway, self.spec.token, name=self.gateway_id)
+        address = await self._link_server.start(_node_ip(), 0)
+        self._gateway, self._directory = gateway, directory
+        self._ready.set_result(address)
+        return self.gateway_id, gateway.port
+
+    async def data_address(self) -> tuple[str, int]:
+        """The link address (waits until :meth:`start` finished)."""
+        if self._ready is None:
+            raise RuntimeError("gateway not started")
+        return await asyncio.shield(self._ready)
+
+    async def set_gateways(self, gateway_ids: list[str]) -> None:
+        """The live gateways (for broadcasts to everyone)."""
+        if self._directory is not None:
+            self._directory.set_gateways(gateway_ids)
+            for gone in set(self._directory._gateways) - set(gateway_ids):
+                link = self._directory.forget_gateway(gone)
+                if link is not None and hasattr(link, "close"):
+                    await link.close()
+
+    async def ping(self) -> int:
+        """Liveness probe; returns the number of connections."""
+        return len(self._gateway.connections) if self._gateway else 0
+
+    async def stop(self) -> None:
+        """Drain: close every socket with 1001 "going away", then stop serving links."""
+        if self._gateway is not None:
+            await self._gateway.close()
+        if self._link_server is not None:
+            await self._link_server.close()
+        if self._directory is not None:
+            await self._directory.close()
+
+
+# -- the driver ----------------------------------------------------------------------------------
+
+
+class RayDeployment:
+    """Starts, supervises and stops one deployment of a MeshServer on Ray."""
+
+    def __init__(
+        self,
+        server: MeshServer,
+        *,
+        address: str | None = None,
+        gateways: int = 2,
+        room_shards: int | None = None,
+        connection_shards: int | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        watch_interval: float = 0.5,
+        replace_dead_gateways: bool = True,
+    ) -> None:
+        if gateways < 1:
+            raise ValueError("a deployment needs at least one gateway")
+        settings = server.settings
+        self.server = server
+        self.address = address
+        self.gateway_count = gateways
+        self.room_shards = room_shards or settings.room_shards
+        self.connection_shards = connection_shards or settings.connection_shards
+        self.host = host or settings.host
+        self.port = settings.port if port is None else port
+        self.watch_interval = watch_interval
+        self.replace_dead_gateways = replace_dead_gateways
+        self.gateways: dict[str, Any] = {}
+        """Live gateway actors by gateway id."""
+        self.shards: list[Any] = []
+        self.spec: DeploymentSpec | None = None
+        self._embedded: EmbeddedRedis | None = None
+        self._app = b""
+        self._watch: asyncio.Task[None] | None = None
+        self._events: list[tuple[str, str]] = []
+        self.gateway_deaths: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        """``(gateway id, connections dropped)`` for each gateway found dead (tests wait on it)."""
+
+    async def start(self) -> None:
+        """Create the shards (rebuilt from Redis), then the gateways, then start supervising."""
+        init_ray(self.address)
+        settings = self.server.settings
+        redis_url = settings.redis_url
+        if redis_url is None:
+            self._embedded = EmbeddedRedis()
+            redis_url = await asyncio.to_thread(self._embedded.start)
+        self.spec = spec = DeploymentSpec(
+            name=f"mesh-{uuid.uuid4().hex[:10]}",
+            namespace=NAMESPACE,
+            token=secrets.token_bytes(32),
+            room_shards=self.room_shards,
+            connection_shards=self.connection_shards,
+            redis_url=redis_url,
+            key_prefix=settings.key_prefix,
+        )
+        self._app = pickle_app(self.server)
+        shard_actor = ray.remote(ShardHost)
+        for kind, count, naming in (
+            ("room", spec.room_shards, room_shard_name),
+            ("connection", spec.connection_shards, connection_shard_name),
+        ):
+            for index in range(count):
+                self.shards.append(
+                    shard_actor.options(
+                        name=naming(spec.name, index),
+                        namespace=spec.namespace,
+                        max_restarts=-1,
+                        num_cpus=0,
+                        max_concurrency=10_000,
+                    ).remote(spec, kind, index)
+                )
+        await asyncio.gather(*(shard.data_address.remote() for shard in self.shards))
+        self.directory = spec.directory()
+        first = await self._spawn_gateway(self.port)
+        self.port = first[1]
+        await asyncio.gather(*(self._spawn_gateway(self.port) for _ in range(self.gateway_count - 1)))
+        await drop_stale_gateways(self.directory, live=list(self.gateways))
+        await self._publish_gateways()
+        self.server.attach(LinkedRuntime(self.directory, None, on_close=self.stop_actors))
+        self._watch = asyncio.create_task(self._watch_loop(), name="mesh-ray-watch")
+
+    async def _spawn_gateway(self, port: int) -> tuple[str, int]:
+        assert self.spec is not None
+        gateway_id = f"{self.spec.name}-gw-{uuid.uuid4().hex[:8]}"
+        overrides = {
+            "redis_url": self.spec.redis_url,
+            "room_shards": self.spec.room_shards,
+            "connection_shards": self.spec.connection_shards,
+        }
+        handle = (
+            ray.remote(GatewayHost)
+            .options(
+                name=gateway_id,
+                namespace=self.spec.namespace,
+                max_restarts=0,
+                num_cpus=0,
+                max_concurrency=10_000,
+                scheduling_strategy="SPREAD",
+            )
+            .remote(self.spec, gateway_id, self._app, overrides)
+        )
+        gid, bound = await handle.start.remote(self.host, port)  # type: ignore[attr-defined]
+        self.gateways[gid] = handle
+        return gid, int(bound)
+
+    async def _publish_gateways(self) -> None:
+        ids = list(self.gateways)
+        self.directory.set_gateways(ids)
+        await asyncio.gather(
+            *(handle.set_gateways.remote(ids) for handle in self.gateways.values()), return_exceptions=True
+        )
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            for gateway_id, handle in list(self.gateways.items()):
+                try:
+                    await asyncio.wait_for(handle.ping.remote(), timeout=max(5.0, self.watch_interval * 10))
+                except (RayActorError, TimeoutError) as error:
+                    logger.warning("gateway %s is gone (%s)", gateway_id, type(error).__name__)
+                    await self._gateway_died(gateway_id)
+
+    async def _gateway_died(self, gateway_id: str) -> None:
+        handle = self.gateways.pop(gateway_id, None)
+        if handle is not None:
+            ray.kill(handle, no_restart=True)
+        link = self.directory.forget_gateway(gateway_id)
+        if link is not None and hasattr(link, "close"):
+            await link.close()
+        dropped = await drop_gateway(self.directory, gateway_id)
+        logger.info("dropped %d connection(s) of gateway %s", dropped, gateway_id)
+        if self.replace_dead_gateways:
+            try:
+                await self._spawn_gateway(self.port)
+            except Exception:
+                logger.exception("could not start a replacement gateway")
+        await self._publish_gateways()
+        self.gateway_deaths.put_nowait((gateway_id, dropped))
+
+    async def kill_gateway(self, gateway_id: str) -> None:
+        """Kill a gateway process abruptly (as a crash would); the supervisor notices it."""
+        ray.kill(self.gateways[gateway_id], no_restart=True)
+
+    async def kill_shard(self, kind: str, index: int) -> None:
+        """Kill a shard process; Ray restarts it and it rebuilds from Redis on first use."""
+        assert self.spec is not None
+        naming = room_shard_name if kind == "room" else connection_shard_name
+        handle = await asyncio.to_thread(ray.get_actor, naming(self.spec.name, index), self.spec.namespace)
+        ray.kill(handle, no_restart=False)
+
+    async def stop_actors(self) -> None:
+        """Drain the gateways (clients see 1001), then remove every actor of the deployment."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        await asyncio.gather(*(h.stop.remote() for h in self.gateways.values()), return_exceptions=True)
+        for handle in [*self.gateways.values(), *self.shards]:
+            ray.kill(handle, no_restart=True)
+        self.gateways.clear()
+        self.shards.clear()
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
+            self._embedded = None
+
+
+async def deploy(server: MeshServer, **options: Any) -> RayDeployment:
+    """Deploy ``server`` on Ray; ``server`` becomes a client handle of the deployment."""
+    deployment = RayDeployment(server, **options)
+    await deployment.start()
+    return deployment
+
+
+def gateway_ids(deployment: RayDeployment) -> Iterable[str]:
+    """The live gateway ids (convenience for tests and tools)."""
+    return list(deployment.gateways)
