@@ -84,6 +84,11 @@ def url_of(server: MeshServer) -> str:
     return f"ws://127.0.0.1:{server.port}"
 
 
+def unique(name: str) -> str:
+    """A name no other test uses (servers may be shared between tests)."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
 def expose_test_commands(server: MeshServer) -> None:
     """The commands the client and interop tests rely on."""
 
@@ -106,6 +111,89 @@ def expose_test_commands(server: MeshServer) -> None:
         p = ctx.payload
         await ctx.server.room_manager.set_metadata(p["roomName"], p["metadata"])
         return True
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """A local Ray on loopback for the whole session (skipped without the ``ray`` extra, except
+    when ``MESH_REQUIRE_RAY=1``, set by ``.ci/run``)."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("MESH_REQUIRE_RAY") == "1":
+            pytest.fail("MESH_REQUIRE_RAY=1 but ray is not installed")
+        pytest.skip("needs Ray: pip install -e '.[ray]'")
+    from mesh_actors.runtime.ray import init_ray
+
+    init_ray()
+    yield
+    ray.shutdown()
+
+
+async def _deploy_on_ray(
+    setup: Callable[[MeshServer], Any] | None, gateways: int, **options: Any
+) -> MeshServer:
+    from mesh_actors.runtime.ray import RayDeployment
+
+    authenticate = options.pop("authenticate_connection", None)
+    server = MeshServer(authenticate_connection=authenticate, **options)
+    if setup is not None:
+        setup(server)
+    await RayDeployment(server, gateways=gateways, host="127.0.0.1", port=0).start()
+    return server
+
+
+@pytest.fixture(scope="session")
+async def shared_ray_server(ray_session: None, redis_url: str) -> AsyncIterator[MeshServer]:
+    """One Ray deployment with the test commands and default settings, shared by the tests that
+    need nothing else (they use unique room names). Deploying costs ~2 s; sharing keeps CI short."""
+    prefix = f"test-ray-{uuid.uuid4().hex[:8]}:"
+    server = await _deploy_on_ray(expose_test_commands, 2, redis_url=redis_url, key_prefix=prefix)
+    yield server
+    await server.close()
+    client = aioredis.Redis.from_url(redis_url)
+    keys = [key async for key in client.scan_iter(match=prefix + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def ray_servers() -> AsyncIterator[list[MeshServer]]:
+    """Ray deployments made by one test; closed (actors removed) after it."""
+    servers: list[MeshServer] = []
+    yield servers
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture(params=["inline", pytest.param("ray", marks=pytest.mark.ray)])
+def make_any_server(
+    request: pytest.FixtureRequest, make_server: ServerFactory, redis_url: str, key_prefix: str
+) -> ServerFactory:
+    """Like ``make_server``, once per runtime: inline, and Ray with two gateways on one port.
+
+    On Ray, ``setup`` and hooks run in the gateway processes (closures over test objects do not
+    reach back), and the returned server is a client handle of the deployment. With the test
+    commands and default options, the session's shared deployment is returned.
+    """
+    if request.param == "inline":
+        return make_server
+    shared: MeshServer = request.getfixturevalue("shared_ray_server")
+    servers: list[MeshServer] = request.getfixturevalue("ray_servers")
+
+    async def factory(
+        setup: Callable[[MeshServer], Any] | None = None, gateways: int = 2, **options: Any
+    ) -> MeshServer:
+        if setup is expose_test_commands and not options and gateways == 2:
+            return shared
+        options.setdefault("redis_url", redis_url)
+        options.setdefault("key_prefix", key_prefix)
+        server = await _deploy_on_ray(setup, gateways, **options)
+        servers.append(server)
+        return server
+
+    return factory
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ServerFactory, expose_test_commands, url_of
+from tests.conftest import ServerFactory, expose_test_commands, unique, url_of
 from tests.wire import raw_client
 
 PREFIXES = ["mesh/", "rt/"]
 
 
 @pytest.fixture
-async def url(make_server: ServerFactory) -> str:
-    return url_of(await make_server(setup=expose_test_commands))
+async def url(make_any_server: ServerFactory) -> str:
+    return url_of(await make_any_server(setup=expose_test_commands))
+
+
+@pytest.fixture
+def room() -> str:
+    """A room name of this test alone (the Ray deployment is shared between tests)."""
+    return unique("room")
 
 
 async def test_connect_sends_both_assign_id_frames_first(url: str) -> None:
@@ -33,16 +39,16 @@ async def test_noop_answers_true_and_echoes_command_and_id(url: str, prefix: str
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-async def test_join_room_returns_members_with_metadata(url: str, prefix: str) -> None:
+async def test_join_room_returns_members_with_metadata(url: str, room: str, prefix: str) -> None:
     async with raw_client(url) as a, raw_client(url) as b:
         assert await a.call(prefix + "set-my-connection-metadata", {"metadata": {"name": "a"}}) == {
             "success": True
         }
-        assert await a.call(prefix + "join-room", {"roomName": "lobby"}) == {
+        assert await a.call(prefix + "join-room", {"roomName": room}) == {
             "success": True,
             "present": [{"id": a.connection_id, "metadata": {"name": "a"}}],
         }
-        joined = await b.request(prefix + "join-room", {"roomName": "lobby"})
+        joined = await b.request(prefix + "join-room", {"roomName": room})
     assert joined["command"] == prefix + "join-room"
     assert joined["payload"] == {
         "success": True,
@@ -54,20 +60,20 @@ async def test_join_room_returns_members_with_metadata(url: str, prefix: str) ->
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-async def test_join_room_twice_is_idempotent(url: str, prefix: str) -> None:
+async def test_join_room_twice_is_idempotent(url: str, room: str, prefix: str) -> None:
     async with raw_client(url) as a:
-        await a.call(prefix + "join-room", {"roomName": "r"})
-        again = await a.call(prefix + "join-room", {"roomName": "r"})
+        await a.call(prefix + "join-room", {"roomName": room})
+        again = await a.call(prefix + "join-room", {"roomName": room})
     assert again == {"success": True, "present": [{"id": a.connection_id, "metadata": None}]}
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-async def test_leave_room(url: str, prefix: str) -> None:
+async def test_leave_room(url: str, room: str, prefix: str) -> None:
     async with raw_client(url) as a, raw_client(url) as b:
-        await a.call(prefix + "join-room", {"roomName": "r"})
-        await b.call(prefix + "join-room", {"roomName": "r"})
-        assert await a.call(prefix + "leave-room", {"roomName": "r"}) == {"success": True}
-        rejoined = await b.call(prefix + "join-room", {"roomName": "r"})
+        await a.call(prefix + "join-room", {"roomName": room})
+        await b.call(prefix + "join-room", {"roomName": room})
+        assert await a.call(prefix + "leave-room", {"roomName": room}) == {"success": True}
+        rejoined = await b.call(prefix + "join-room", {"roomName": room})
     assert rejoined["present"] == [{"id": b.connection_id, "metadata": None}]
 
 
@@ -132,13 +138,13 @@ async def test_set_my_connection_metadata_strategies(
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-async def test_get_room_metadata(url: str, prefix: str) -> None:
+async def test_get_room_metadata(url: str, room: str, prefix: str) -> None:
     async with raw_client(url) as a:
-        assert await a.call(prefix + "get-room-metadata", {"roomName": "nowhere"}) == {"metadata": None}
+        assert await a.call(prefix + "get-room-metadata", {"roomName": room + "-empty"}) == {"metadata": None}
         assert await a.call(
-            "set-room-meta", {"roomName": "r", "metadata": {"key": "value", "nested": {"d": True}}}
+            "set-room-meta", {"roomName": room, "metadata": {"key": "value", "nested": {"d": True}}}
         )
-        assert await a.call(prefix + "get-room-metadata", {"roomName": "r"}) == {
+        assert await a.call(prefix + "get-room-metadata", {"roomName": room}) == {
             "metadata": {"key": "value", "nested": {"d": True}}
         }
 

@@ -14,7 +14,14 @@ from tests.wire import RawClient, raw_client
 
 
 @pytest.fixture
-async def server(make_server: ServerFactory) -> MeshServer:
+async def server(make_any_server: ServerFactory) -> MeshServer:
+    """A server of its own per test, on each runtime (inline, and Ray with two gateways)."""
+    return await make_any_server()
+
+
+@pytest.fixture
+async def inline_server(make_server: ServerFactory) -> MeshServer:
+    """For tests that look inside the process (hooks with closures, the local gateway)."""
     return await make_server()
 
 
@@ -141,7 +148,8 @@ async def test_connection_metadata_api(server: MeshServer) -> None:
         assert await server.total_connection_count() == 2
 
 
-async def test_disconnect_cleans_rooms_metadata_and_redis(server: MeshServer, redis: Any) -> None:
+async def test_disconnect_cleans_rooms_metadata_and_redis(inline_server: MeshServer, redis: Any) -> None:
+    server = inline_server
     url = url_of(server)
     prefix = server.settings.key_prefix
     disconnected: list[str] = []
@@ -203,14 +211,14 @@ async def test_on_connection_hook_sees_live_connection(make_server: ServerFactor
         assert await a.call("mesh/noop") is True
 
 
-async def test_room_guard_and_closed_rooms(make_server: ServerFactory) -> None:
+async def test_room_guard_and_closed_rooms(make_any_server: ServerFactory) -> None:
     def setup(server: MeshServer) -> None:
         server.guard_room(
             re.compile(r"^admin:"), lambda connection, room: (connection.auth or {}).get("role") == "admin"
         )
         server.guard_room("open-by-pattern")
 
-    server = await make_server(
+    server = await make_any_server(
         setup=setup,
         rooms_require_guard=True,
         authenticate_connection=lambda request: {"role": request.query.get("role", "guest")},
@@ -236,9 +244,9 @@ async def test_room_guard_and_closed_rooms(make_server: ServerFactory) -> None:
     ("policy", "peer", "stranger"), [("any", True, True), ("room-peers", True, False), ("self", False, False)]
 )
 async def test_connection_metadata_read_policy(
-    make_server: ServerFactory, policy: str, peer: bool, stranger: bool
+    make_any_server: ServerFactory, policy: str, peer: bool, stranger: bool
 ) -> None:
-    server = await make_server(connection_metadata_read=policy)
+    server = await make_any_server(connection_metadata_read=policy)
     url = url_of(server)
     async with raw_client(url) as a, raw_client(url) as b, raw_client(url) as c:
         await a.call("mesh/set-my-connection-metadata", {"metadata": {"secret": 1}})
@@ -255,8 +263,8 @@ async def test_connection_metadata_read_policy(
             assert result["code"] == "EFORBIDDEN"
 
 
-async def test_client_metadata_writes_can_be_disabled(make_server: ServerFactory) -> None:
-    server = await make_server(client_metadata_writes=False)
+async def test_client_metadata_writes_can_be_disabled(make_any_server: ServerFactory) -> None:
+    server = await make_any_server(client_metadata_writes=False)
     async with raw_client(url_of(server)) as a:
         refused = await a.call("mesh/set-my-connection-metadata", {"metadata": {"role": "admin"}})
         assert refused["code"] == "EFORBIDDEN"

@@ -142,6 +142,8 @@ class LinkedRuntime:
     directory: LinkDirectory
     gateway: Gateway | None = None
     on_close: Callable[[], Any] | None = field(default=None, repr=False)
+    port: int | None = None
+    """The port the deployment's gateways share (for client handles, which have no gateway)."""
 
     async def close(self) -> None:
         if self.gateway is not None:
@@ -352,7 +354,8 @@ class RayDeployment:
         await asyncio.gather(*(self._spawn_gateway(self.port) for _ in range(self.gateway_count - 1)))
         await drop_stale_gateways(self.directory, live=list(self.gateways))
         await self._publish_gateways()
-        self.server.attach(LinkedRuntime(self.directory, None, on_close=self.stop_actors))
+        self.server.attach(LinkedRuntime(self.directory, None, on_close=self.stop_actors, port=self.port))
+        self.server.deployment = self  # type: ignore[attr-defined]
         self._watch = asyncio.create_task(self._watch_loop(), name="mesh-ray-watch")
 
     async def _spawn_gateway(self, port: int) -> tuple[str, int]:

@@ -245,11 +245,14 @@ class MeshServer:
 
     @property
     def port(self) -> int:
-        """The bound port."""
+        """The bound port (shared by every gateway of a Ray deployment)."""
         gateway = self.local_gateway
-        if gateway is None:
+        if gateway is not None:
+            return gateway.port
+        port = getattr(self._runtime, "port", None)
+        if port is None:
             raise RuntimeError("the server is not started")
-        return gateway.port
+        return int(port)
 
     @property
     def instance_id(self) -> str:
@@ -327,14 +330,14 @@ class MeshServer:
         """Push ``{command, payload}`` to every connection, or to the given ones; returns the count."""
         encoded = encode_push(command, payload)
         if connections is None:
-            return self._deliver_everywhere(encoded, ())
+            return await self._deliver_everywhere(encoded, ())
         return await self._deliver_to([connection_id_of(c) for c in connections], encoded)
 
     async def broadcast_exclude(
         self, command: str, payload: Any, exclude: Connection | str | Iterable[Connection | str]
     ) -> int:
         """Push to every connection except ``exclude``."""
-        return self._deliver_everywhere(encode_push(command, payload), _ids(exclude))
+        return await self._deliver_everywhere(encode_push(command, payload), _ids(exclude))
 
     async def broadcast_room(self, room: str, command: str, payload: Any = None) -> int:
         """Push to every member of ``room``; returns the count."""
@@ -352,26 +355,36 @@ class MeshServer:
         """Push to specific connections, wherever they are connected; returns the count found."""
         return await self._deliver_to(list(_ids(connections)), encode_push(command, payload))
 
-    def _deliver_everywhere(self, encoded: bytes, exclude: Collection[str]) -> int:
+    async def _deliver_everywhere(self, encoded: bytes, exclude: Collection[str]) -> int:
         gateways = self.directory.gateways()
-        for gateway in gateways:
-            gateway.tell("deliver", encoded, None, tuple(exclude))
-        local = self.local_gateway
-        # Count what this process holds; remote gateways report nothing back (fire-and-forget).
-        return sum(1 for cid in local.connections if cid not in exclude) if local else 0
+        counts = await asyncio.gather(
+            *(gateway.call("deliver", encoded, None, tuple(exclude)) for gateway in gateways),
+            return_exceptions=True,
+        )
+        return _sum_counts(counts)
 
     async def _deliver_to(self, connection_ids: list[str], encoded: bytes) -> int:
         located = await self.connection_manager.locate(connection_ids)
         by_gateway: dict[str, list[str]] = {}
         for cid, gateway_id in located.items():
             by_gateway.setdefault(gateway_id, []).append(cid)
-        sent = 0
+        calls = []
         for gateway_id, ids in by_gateway.items():
             gateway = self.directory.gateway(gateway_id)
             if gateway is not None:
-                gateway.tell("deliver", encoded, tuple(ids))
-                sent += len(ids)
-        return sent
+                calls.append(gateway.call("deliver", encoded, tuple(ids)))
+        return _sum_counts(await asyncio.gather(*calls, return_exceptions=True))
+
+
+def _sum_counts(results: Iterable[Any]) -> int:
+    """Sum the delivery counts of the gateways that answered; log the ones that failed."""
+    total = 0
+    for result in results:
+        if isinstance(result, BaseException):
+            logger.warning("a gateway could not deliver a broadcast: %s", result)
+        else:
+            total += int(result)
+    return total
 
 
 def _ids(connections: Connection | str | Iterable[Connection | str]) -> frozenset[str]:
