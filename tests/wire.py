@@ -90,7 +90,13 @@ class RawClient:
         await self.ws.send(frame if isinstance(frame, (str, bytes)) else orjson.dumps(frame).decode())
 
     async def request(
-        self, command: Any, payload: Any = None, *, request_id: Any = _AUTO, with_payload: bool = True
+        self,
+        command: Any,
+        payload: Any = None,
+        *,
+        request_id: Any = _AUTO,
+        with_payload: bool = True,
+        timeout: float = WAIT,
     ) -> dict[str, Any]:
         """Send a request and return the whole response frame (matched by id)."""
         if request_id is _AUTO:
@@ -99,11 +105,11 @@ class RawClient:
         if with_payload:
             frame["payload"] = {} if payload is None else payload
         await self.send(frame)
-        return await self.wait_for(lambda f: "id" in f and f["id"] == request_id)
+        return await self.wait_for(lambda f: "id" in f and f["id"] == request_id, timeout=timeout)
 
-    async def call(self, command: Any, payload: Any = None) -> Any:
+    async def call(self, command: Any, payload: Any = None, *, timeout: float = WAIT) -> Any:
         """Send a request and return just the response payload."""
-        return (await self.request(command, payload)).get("payload")
+        return (await self.request(command, payload, timeout=timeout)).get("payload")
 
     async def push(self, command: str, timeout: float = WAIT) -> dict[str, Any]:
         """The next push (frame without id) named ``command``."""

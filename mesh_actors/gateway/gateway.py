@@ -25,6 +25,7 @@ from websockets.http11 import Request, Response
 
 from ..actors.links import Directory
 from ..protocol.dialect import Dialect, split_builtin
+from ..protocol.errors import CodeError
 from ..protocol.frames import CommandRequest, InvalidRequest, LatencyResponse, Pong, decode_frame, encode_push
 from ..protocol.heartbeat import PingAction
 from ..protocol.names import ASSIGN_ID, LATENCY, LATENCY_REQUEST, PING
@@ -41,6 +42,7 @@ __all__ = ["Gateway"]
 
 logger = logging.getLogger(__name__)
 
+_CLEANUP_ATTEMPTS = 8
 _PING_FRAME = text_frame(encode_push(PING, {}))
 _LATENCY_REQUEST_FRAME = text_frame(encode_push(LATENCY_REQUEST, {}))
 
@@ -230,12 +232,22 @@ class Gateway:
         if connection.tasks:
             await asyncio.gather(*connection.tasks, return_exceptions=True)
         cid = connection.id
-        try:
-            rooms = await self.directory.connection_shard(cid).call("unregister", cid)
-            if rooms:
-                await self.server.room_manager.leave_rooms(cid, rooms)
-        except Exception:
-            logger.exception("cleanup of connection %s failed", cid)
+        # A shard that is restarting answers EUNAVAILABLE: retry for a while, or the connection
+        # would stay behind as a ghost. Both steps are idempotent.
+        for attempt in range(_CLEANUP_ATTEMPTS):
+            try:
+                rooms = await self.directory.connection_shard(cid).call("unregister", cid)
+                if rooms:
+                    await self.server.room_manager.leave_rooms(cid, rooms)
+                break
+            except CodeError as error:
+                if error.code != "EUNAVAILABLE" or attempt == _CLEANUP_ATTEMPTS - 1:
+                    logger.error("cleanup of connection %s failed: %s", cid, error)
+                    break
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+            except Exception:
+                logger.exception("cleanup of connection %s failed", cid)
+                break
         await self.server.run_hooks("disconnection", connection)
 
     def _count(self, reason: str) -> None:

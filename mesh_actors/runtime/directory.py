@@ -13,7 +13,25 @@ from ..actors.links import ActorRef
 from ..actors.sharding import shard_index
 from .link import Link, Resolver
 
-__all__ = ["LinkDirectory", "connection_shard_name", "room_shard_name"]
+__all__ = ["READ_METHODS", "LinkDirectory", "connection_shard_name", "room_shard_name"]
+
+READ_METHODS = frozenset(
+    {
+        "members",
+        "has_member",
+        "rooms",
+        "get_metadata",
+        "get_metadata_many",
+        "all_metadata",
+        "locate",
+        "exists",
+        "connections",
+        "rooms_of",
+        "get_auth",
+        "gateway_ids",
+    }
+)
+"""Shard methods without side effects: safe to retry when a link drops mid-call."""
 
 
 def room_shard_name(deployment: str, index: int) -> str:
@@ -54,7 +72,13 @@ class LinkDirectory:
         self._live_gateways: list[str] = []
 
     def _link(self, name: str) -> Link:
-        return Link(name, self._resolver_for(name), self._token, call_timeout=self._call_timeout)
+        return Link(
+            name,
+            self._resolver_for(name),
+            self._token,
+            call_timeout=self._call_timeout,
+            retry_methods=READ_METHODS,
+        )
 
     def add_local(self, gateway_id: str, ref: ActorRef) -> None:
         """Reach a gateway of this process directly instead of through a link."""

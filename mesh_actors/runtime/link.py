@@ -233,8 +233,10 @@ class Link:
         call_timeout: float = 30.0,
         reconnect_window: float = 15.0,
         max_backlog: int = 100_000,
+        retry_methods: frozenset[str] = frozenset(),
     ) -> None:
         self.name = name
+        self._retry_methods = retry_methods
         self._resolve = resolve
         self._token = token
         self._call_timeout = call_timeout
@@ -256,6 +258,18 @@ class Link:
         return self._transport is not None
 
     async def call(self, method: str, *args: Any) -> Any:
+        # Reads are retried when the connection drops under them (e.g. the actor restarted after
+        # the address was resolved); other calls report EUNAVAILABLE: they may have run.
+        attempts = 3 if method in self._retry_methods else 1
+        for attempt in range(attempts):
+            try:
+                return await self._call_once(method, args)
+            except CodeError as error:
+                if error.code != "EUNAVAILABLE" or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _call_once(self, method: str, args: tuple[Any, ...]) -> Any:
         seq = next(self._seq)
         future: asyncio.Future[Any] = self._loop.create_future()
         self._send(encode((CALL, seq, method, args)), seq, future)

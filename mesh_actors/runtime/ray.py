@@ -420,12 +420,28 @@ class RayDeployment:
         """Kill a gateway process abruptly (as a crash would); the supervisor notices it."""
         ray.kill(self.gateways[gateway_id], no_restart=True)
 
-    async def kill_shard(self, kind: str, index: int) -> None:
-        """Kill a shard process; Ray restarts it and it rebuilds from Redis on first use."""
+    async def kill_shard(self, kind: str, index: int, *, timeout: float = 30.0) -> None:
+        """Kill a shard process as a crash would, and wait until Ray restarted it.
+
+        The restarted shard rebuilds its slice from Redis on first use. (``ray.kill`` returns
+        before the old process is gone; waiting for the new incarnation keeps callers from
+        talking to a process that is about to vanish.)
+        """
         assert self.spec is not None
         naming = room_shard_name if kind == "room" else connection_shard_name
         handle = await asyncio.to_thread(ray.get_actor, naming(self.spec.name, index), self.spec.namespace)
+        old = await handle.ping.remote()
         ray.kill(handle, no_restart=False)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                if await handle.ping.remote() != old:
+                    return
+            except RayActorError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{kind} shard {index} did not come back within {timeout:g} s")
+            await asyncio.sleep(0.05)
 
     async def stop_actors(self) -> None:
         """Drain the gateways (clients see 1001), then remove every actor of the deployment."""

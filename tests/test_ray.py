@@ -1,0 +1,150 @@
+"""Ray-only behaviour: two gateways on one port, gateway failover, shard restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+
+from mesh_actors import CodeError, MeshServer
+from mesh_actors.client import MeshClient
+from tests.conftest import expose_test_commands, unique, url_of
+from tests.wire import RawClient, raw_client
+
+pytestmark = pytest.mark.ray
+
+FAILOVER_BOUND = 5.0
+"""Seconds within which a dead gateway's connections are gone from the shards (documented: the
+watch interval, 0.5 s by default, plus the drop itself; 5 s leaves room for a loaded CI machine)."""
+
+
+@pytest.fixture
+async def deploy(ray_session: None, redis_url: str, key_prefix: str, ray_servers: list[MeshServer]) -> Any:
+    from mesh_actors.runtime.ray import RayDeployment
+
+    async def factory(gateways: int = 2, **options: Any) -> tuple[MeshServer, RayDeployment]:
+        server = MeshServer(redis_url=redis_url, key_prefix=key_prefix)
+        expose_test_commands(server)
+        deployment = RayDeployment(server, gateways=gateways, host="127.0.0.1", port=0, **options)
+        await deployment.start()
+        ray_servers.append(server)
+        return server, deployment
+
+    return factory
+
+
+async def clients_on_two_gateways(
+    stack: AsyncExitStack, server: MeshServer, limit: int = 40
+) -> tuple[RawClient, RawClient]:
+    """Connect until two clients landed on different gateways (the kernel spreads connections)."""
+    first: RawClient | None = None
+    first_gateway = None
+    for _ in range(limit):
+        client = await stack.enter_async_context(raw_client(url_of(server)))
+        assert client.connection_id is not None
+        gateway = (await server.connection_manager.locate([client.connection_id]))[client.connection_id]
+        if first is None:
+            first, first_gateway = client, gateway
+        elif gateway != first_gateway:
+            return first, client
+    raise AssertionError(f"all {limit} connections went to one gateway")
+
+
+async def test_room_broadcast_and_metadata_cross_gateways(shared_ray_server: MeshServer) -> None:
+    server = shared_ray_server
+    room = unique("cross")
+    async with AsyncExitStack() as stack:
+        a, b = await clients_on_two_gateways(stack, server)
+        await a.call("mesh/join-room", {"roomName": room})
+        await b.call("rt/join-room", {"roomName": room})
+        # A command on B's gateway broadcasts; the member on A's gateway receives it.
+        assert await b.call("broadcast-room", {"roomName": room, "command": "news", "payload": {"n": 1}})
+        assert (await a.push("news"))["payload"] == {"n": 1}
+        assert (await b.push("news"))["payload"] == {"n": 1}
+        # Metadata set through A's gateway is read through B's.
+        await a.call("mesh/set-my-connection-metadata", {"metadata": {"name": "a"}})
+        assert await b.call("mesh/get-connection-metadata", {"connectionId": a.connection_id}) == {
+            "metadata": {"name": "a"}
+        }
+        # The driver's handle reaches both gateways too.
+        assert await server.send_to([a.connection_id, b.connection_id], "direct", 7) == 2
+        assert (await a.push("direct"))["payload"] == 7
+        assert (await b.push("direct"))["payload"] == 7
+
+
+async def test_gateway_failover(deploy: Any) -> None:
+    server, deployment = await deploy(watch_interval=0.2)
+    room = unique("failover")
+    url = url_of(server)
+    clients = [MeshClient(url, reconnect_initial_delay=0.05, reconnect_max_delay=0.3) for _ in range(8)]
+    try:
+        for client in clients:
+            await asyncio.wait_for(client.connect(), 10)
+            await client.join_room(room)
+        before = {c.connection_id: c for c in clients}
+        located = await server.connection_manager.locate(list(before))
+        victim = located[clients[0].connection_id]
+        doomed = {cid for cid, gid in located.items() if gid == victim}
+        reconnected = [asyncio.get_running_loop().create_future() for _ in doomed]
+        for future, cid in zip(reconnected, sorted(doomed), strict=True):
+            before[cid].on("reconnect", lambda _id, f=future: f.done() or f.set_result(_id))
+
+        killed_at = time.monotonic()
+        await deployment.kill_gateway(victim)
+        gone, dropped = await asyncio.wait_for(deployment.gateway_deaths.get(), FAILOVER_BOUND)
+        detected_after = time.monotonic() - killed_at
+        assert gone == victim and dropped == len(doomed)
+        print(f"gateway death handled ({dropped} connection(s) dropped) {detected_after:.2f}s after the kill")
+        assert detected_after < FAILOVER_BOUND
+
+        new_ids = await asyncio.wait_for(asyncio.gather(*reconnected), 15)
+        members = set(await server.get_room_members(room))
+        assert doomed.isdisjoint(members)  # no ghosts
+        assert set(new_ids) <= members  # the reconnected clients rejoined
+        async with raw_client(url) as observer:
+            present = await observer.call("mesh/join-room", {"roomName": room})
+        ids = (
+            {member["id"] for member in present["payload"]["present"]}
+            if "payload" in present
+            else {member["id"] for member in present["present"]}
+        )
+        assert doomed.isdisjoint(ids)
+        assert len(ids) == len(clients) + 1
+        assert len(deployment.gateways) == 2  # a replacement took the dead gateway's place
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_room_shard_restart_keeps_membership_and_metadata(deploy: Any) -> None:
+    server, deployment = await deploy(gateways=1)
+    room = unique("restart")
+    async with raw_client(url_of(server)) as a, raw_client(url_of(server)) as b:
+        await a.call("mesh/join-room", {"roomName": room})
+        await b.call("mesh/join-room", {"roomName": room})
+        await server.room_manager.set_metadata(room, {"topic": "kept"})
+        for index in range(deployment.room_shards):
+            await deployment.kill_shard("room", index)
+        for index in range(deployment.connection_shards):
+            await deployment.kill_shard("connection", index)
+        # Requests during the restart wait for the rebuilt shard or fail clearly; none hangs.
+        outcome = await a.call("mesh/get-room-metadata", {"roomName": room}, timeout=30)
+        if "code" in outcome:
+            assert outcome["code"] == "EUNAVAILABLE"
+            outcome = await a.call("mesh/get-room-metadata", {"roomName": room}, timeout=30)
+        assert outcome == {"metadata": {"topic": "kept"}}
+        assert sorted(await server.get_room_members(room)) == sorted([a.connection_id, b.connection_id])
+        assert await b.call("mesh/get-connection-metadata", {"connectionId": a.connection_id}) == {
+            "metadata": None
+        }
+        assert await server.broadcast_room(room, "after-restart", 1) == 2
+        assert (await a.push("after-restart"))["payload"] == 1
+
+
+async def test_server_api_from_the_driver_reports_unknown_connections(shared_ray_server: MeshServer) -> None:
+    with pytest.raises(CodeError) as caught:
+        await shared_ray_server.add_to_room(unique("r"), "no-such-connection")
+    assert caught.value.code == "ENOCONN"
