@@ -74,8 +74,23 @@ def serve(
         str | None, typer.Option(help="Redis URL; omitted and MESH_REDIS_URL unset: embedded Redis")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    runtime: Annotated[str, typer.Option(help="inline (one process) or ray (a Ray cluster)")] = "inline",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster: auto, ray://host:10001 [default: start a local Ray]")
+    ] = None,
+    gateways: Annotated[int | None, typer.Option(help="Gateway actors (ray) [default: 2]")] = None,
+    room_shards: Annotated[int | None, typer.Option(help="RoomShard actors [default: settings, 2]")] = None,
+    connection_shards: Annotated[
+        int | None, typer.Option(help="ConnectionShard actors [default: settings, 2]")
+    ] = None,
 ) -> None:
-    """Serve a MeshServer defined in MODULE:ATTR on the inline runtime."""
+    """Serve a MeshServer defined in MODULE:ATTR (inline by default, or on Ray)."""
+    if runtime not in ("inline", "ray"):
+        _fail(f"--runtime must be 'inline' or 'ray', not {runtime!r}", 2)
+    if runtime == "inline" and (address is not None or gateways is not None):
+        _fail("--address and --gateways need --runtime ray", 2)
+    if runtime == "ray" and importlib.util.find_spec("ray") is None:
+        _fail("--runtime ray needs Ray: pip install 'mesh-actors[ray]'", 2)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level.lower() != "debug":
         # websockets logs every connection and HTTP probe at INFO: too chatty for a server log.
@@ -98,10 +113,16 @@ def serve(
 
     def ready(running: MeshServer) -> None:
         redis = running.settings.redis_url or "embedded"
-        typer.echo(f"mesh-actors listening on ws://{running.settings.host}:{running.port} (redis: {redis})")
+        where = f"redis: {redis}"
+        if runtime == "ray":
+            where = f"runtime: ray, {gateways or 2} gateways, {where}"
+        typer.echo(f"mesh-actors listening on ws://{running.settings.host}:{running.port} ({where})")
 
+    ray_options: dict[str, Any] = {}
+    if runtime == "ray":
+        ray_options = {"address": address, "gateways": gateways or 2}
     try:
-        server.serve(on_ready=ready)
+        server.serve(runtime=runtime, on_ready=ready, **ray_options)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             _fail(

@@ -36,9 +36,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    """The next stdout line of ``process``, or "" if none came within ``timeout`` seconds."""
+    import selectors
+
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return ""
+    return process.stdout.readline()
+
+
 @contextmanager
 def serving(
-    *args: str, env: dict[str, str] | None = None
+    *args: str, env: dict[str, str] | None = None, ready_timeout: float = 30
 ) -> Iterator[tuple[subprocess.Popen[str], int, float]]:
     """Start ``mesh-actors serve``; yields the process, its port and the seconds until it was ready."""
     port = free_port()
@@ -52,7 +64,7 @@ def serving(
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()  # blocks until the ready line (or EOF if it died)
+        line = _read_line(process, ready_timeout)
         elapsed = time.perf_counter() - started
         assert line.startswith(f"mesh-actors listening on ws://127.0.0.1:{port}"), line + (
             process.stderr.read() if process.stderr else ""
@@ -183,3 +195,26 @@ def test_example_chat_client_talks_to_the_example_server() -> None:
     assert "joined lobby with 1 member(s)" in lines
     assert "room metadata: {'topic': 'python'}" in lines
     assert lines[-1] == "grace: hello from grace"
+
+
+@pytest.mark.ray
+def test_serve_on_ray_drains_gateways_on_sigterm(redis_url: str, key_prefix: str) -> None:
+    pytest.importorskip("ray", reason="needs the ray extra")
+    env = env_with(MESH_REDIS_URL=redis_url, MESH_KEY_PREFIX=key_prefix)
+    with serving(CHAT, "--runtime", "ray", "--gateways", "2", env=env, ready_timeout=120) as (
+        process,
+        port,
+        elapsed,
+    ):
+        print(f"mesh-actors serve --runtime ray (local Ray, 2 gateways) ready after {elapsed:.2f}s")
+
+        async def talk() -> tuple[Any, int | None]:
+            async with raw_client(f"ws://127.0.0.1:{port}") as client:
+                echoed = await client.call("echo", {"on": "ray"})
+                process.send_signal(signal.SIGTERM)
+                return echoed, await client.closed(timeout=60)
+
+        echoed, code = asyncio.run(talk())
+        assert echoed == {"on": "ray"}
+        assert code == 1001  # drained: "going away", reconnect elsewhere
+        assert process.wait(60) == 0

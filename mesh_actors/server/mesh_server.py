@@ -203,20 +203,37 @@ class MeshServer:
         host: str | None = None,
         port: int | None = None,
         *,
+        runtime: str = "inline",
         on_ready: Callable[[MeshServer], Any] | None = None,
+        **ray_options: Any,
     ) -> None:
         """Run until SIGINT/SIGTERM (blocking), on uvloop when it is installed.
 
-        ``on_ready(server)`` runs once the server listens (the CLI prints its address there).
+        ``runtime="inline"`` serves from this process. ``runtime="ray"`` deploys on Ray and
+        supervises the deployment from this process; ``ray_options`` are those of
+        :class:`~mesh_actors.runtime.ray.RayDeployment` (``address``, ``gateways``,
+        ``room_shards``, ``connection_shards``). ``on_ready(server)`` runs once clients can
+        connect (the CLI prints the address there).
         """
+        if runtime not in ("inline", "ray"):
+            raise ValueError(f"unknown runtime {runtime!r}: use 'inline' or 'ray'")
+        if ray_options and runtime != "ray":
+            raise TypeError(f"options {sorted(ray_options)} only apply to runtime='ray'")
 
         async def main() -> None:
+            if runtime == "ray":
+                from ..runtime.ray import RayDeployment  # optional extra: import only when used
+
+                await RayDeployment(self, host=host, port=port, **ray_options).start()
+            else:
+                await self.start(host, port)
+            # Installed after the start: ray.init installs its own SIGTERM handler, which would
+            # kill the driver without draining the gateways.
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
-            await self.start(host, port)
-            logger.debug("mesh-actors listening on ws://%s:%s", host or self.settings.host, self.port)
+            logger.debug("mesh-actors listening on port %s", self.port)
             if on_ready is not None:
                 on_ready(self)
             try:
