@@ -35,12 +35,14 @@ def connection_not_found(connection_id: str) -> CodeError:
 class ConnectionShard:
     """Owner of the connections whose id hashes to ``index`` of ``count``."""
 
-    def __init__(self, index: int, count: int, redis: Redis, keys: KeyLayout) -> None:
+    def __init__(
+        self, index: int, count: int, redis: Redis, keys: KeyLayout, *, persist_timeout: float = 5.0
+    ) -> None:
         self.index = index
         self.count = count
         self._redis = redis
         self._keys = keys
-        self._writer = OrderedWriter(redis)
+        self._writer = OrderedWriter(redis, persist_timeout=persist_timeout)
         self._gateway: dict[str, str] = {}
         self._since: dict[str, int] = {}
         self._metadata: dict[str, Any] = {}
@@ -210,6 +212,6 @@ class ConnectionShard:
             self._rooms[cid] = {text(room) for room in rooms}
         return len(ids)
 
-    async def flush(self) -> None:
-        """Wait for queued writes (used by shutdown and tests)."""
-        await self._writer.drain()
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait for queued writes (shutdown, tests); False if ``timeout`` elapsed first."""
+        return await self._writer.drain(timeout)

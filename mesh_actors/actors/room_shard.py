@@ -34,13 +34,22 @@ _ROOM_METADATA_FIELD = "data"
 class RoomShard:
     """Owner of the rooms whose name hashes to ``index`` of ``count``."""
 
-    def __init__(self, index: int, count: int, redis: Redis, keys: KeyLayout, directory: Directory) -> None:
+    def __init__(
+        self,
+        index: int,
+        count: int,
+        redis: Redis,
+        keys: KeyLayout,
+        directory: Directory,
+        *,
+        persist_timeout: float = 5.0,
+    ) -> None:
         self.index = index
         self.count = count
         self._redis = redis
         self._keys = keys
         self._directory = directory
-        self._writer = OrderedWriter(redis)
+        self._writer = OrderedWriter(redis, persist_timeout=persist_timeout)
         # room -> {connection id -> gateway id}; insertion order = join order.
         self._members: dict[str, dict[str, str]] = {}
         # room -> {gateway id -> {connection id}}: the fan-out index, kept in step with _members.
@@ -226,9 +235,9 @@ class RoomShard:
             await self._writer.write(*[("SREM", keys.room(room), cid) for room, cid in stale])
         return len(self._members)
 
-    async def flush(self) -> None:
-        """Wait for queued writes (used by shutdown and tests)."""
-        await self._writer.drain()
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait for queued writes (shutdown, tests); False if ``timeout`` elapsed first."""
+        return await self._writer.drain(timeout)
 
 
 def _glob(pattern: str) -> str:

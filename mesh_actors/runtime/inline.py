@@ -19,6 +19,7 @@ from ..actors.connection_shard import ConnectionShard
 from ..actors.room_shard import RoomShard
 from ..actors.sharding import shard_index
 from ..gateway.gateway import Gateway
+from ..store.connect import connect_redis
 from ..store.embedded import EmbeddedRedis
 from ..store.keys import KeyLayout
 from .maintenance import drop_stale_gateways
@@ -131,7 +132,7 @@ class InlineRuntime:
             self._embedded = EmbeddedRedis()
             url = await asyncio.to_thread(self._embedded.start)
         self.redis_url = url
-        self.redis = Redis.from_url(url)
+        self.redis = connect_redis(url, timeout=settings.redis_timeout)
         try:
             await asyncio.wait_for(self.redis.ping(), timeout=5)
         except (RedisError, OSError, TimeoutError) as error:
@@ -148,12 +149,13 @@ class InlineRuntime:
     def _new_shards(self) -> tuple[list[RoomShard], list[ConnectionShard]]:
         assert self.redis is not None
         settings, keys, redis = self.settings, self.keys, self.redis
+        timeout = settings.persist_timeout
         rooms = [
-            RoomShard(i, settings.room_shards, redis, keys, self.directory)
+            RoomShard(i, settings.room_shards, redis, keys, self.directory, persist_timeout=timeout)
             for i in range(settings.room_shards)
         ]
         connections = [
-            ConnectionShard(i, settings.connection_shards, redis, keys)
+            ConnectionShard(i, settings.connection_shards, redis, keys, persist_timeout=timeout)
             for i in range(settings.connection_shards)
         ]
         return rooms, connections
@@ -181,10 +183,8 @@ class InlineRuntime:
         if self.gateway is not None:
             await self.gateway.close()
         for ref in [*self.directory.room_shards(), *self.directory.connection_shards()]:
-            try:
-                await ref.actor.flush()
-            except Exception:
-                logger.exception("flushing a shard at shutdown failed")
+            if not await ref.actor.flush(timeout=self.settings.persist_timeout):
+                logger.error("shutdown with writes Redis did not take: they are lost")
         await self._close_redis()
 
     async def _close_redis(self) -> None:

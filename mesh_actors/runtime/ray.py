@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray import cloudpickle
 from ray.exceptions import ActorDiedError, RayActorError
-from redis.asyncio import Redis
 
 from ..actors.connection_shard import ConnectionShard
 from ..actors.room_shard import RoomShard
 from ..gateway.gateway import Gateway
 from ..server.settings import MeshSettings
+from ..store.connect import connect_redis
 from ..store.embedded import EmbeddedRedis
 from ..store.keys import KeyLayout
 from .directory import LinkDirectory, connection_shard_name, room_shard_name
@@ -166,6 +166,8 @@ class DeploymentSpec:
     connection_shards: int
     redis_url: str
     key_prefix: str
+    redis_timeout: float = 5.0
+    persist_timeout: float = 5.0
 
     def directory(self) -> LinkDirectory:
         return LinkDirectory(
@@ -196,13 +198,16 @@ class ShardHost:
 
     async def _start(self) -> tuple[str, int]:
         spec = self.spec
-        redis = Redis.from_url(spec.redis_url)
+        redis = connect_redis(spec.redis_url, timeout=spec.redis_timeout)
         keys = KeyLayout(spec.key_prefix)
+        timeout = spec.persist_timeout
         shard: RoomShard | ConnectionShard
         if self.kind == "room":
-            shard = RoomShard(self.index, spec.room_shards, redis, keys, spec.directory())
+            shard = RoomShard(
+                self.index, spec.room_shards, redis, keys, spec.directory(), persist_timeout=timeout
+            )
         else:
-            shard = ConnectionShard(self.index, spec.connection_shards, redis, keys)
+            shard = ConnectionShard(self.index, spec.connection_shards, redis, keys, persist_timeout=timeout)
         count = await shard.rebuild()
         logger.info("%s shard %d rebuilt %d entries from Redis", self.kind, self.index, count)
         self._server = LinkServer(shard, spec.token, name=f"{self.kind}-{self.index}")
@@ -330,6 +335,8 @@ class RayDeployment:
             connection_shards=self.connection_shards,
             redis_url=redis_url,
             key_prefix=settings.key_prefix,
+            redis_timeout=settings.redis_timeout,
+            persist_timeout=settings.persist_timeout,
         )
         self._app = pickle_app(self.server)
         shard_actor = ray.remote(ShardHost)

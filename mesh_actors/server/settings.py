@@ -26,6 +26,11 @@ class MeshSettings(BaseSettings):
     """Redis to use, e.g. ``redis://127.0.0.1:6379/0``; unset starts an embedded redis-server."""
     key_prefix: str = Field(default="mesh:", min_length=1)
     """Prefix of every Redis key the server writes."""
+    redis_timeout: float = Field(default=5.0, gt=0)
+    """Seconds before a Redis connect or command counts as failed."""
+    persist_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a command waits for its change to reach Redis before answering ``EUNAVAILABLE``
+    (the change is kept in memory and written when Redis is back)."""
 
     ping_interval: float = Field(default=30.0, gt=0)
     """Seconds between ``ping`` pushes (reference: 30 s)."""

@@ -71,6 +71,11 @@ class EmbeddedRedis:
         return Path(self._dir.name) / "redis.sock"
 
     @property
+    def pid(self) -> int | None:
+        """Process id of the running server."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def url(self) -> str:
         """A redis-py URL for this server."""
         return f"unix://{self.socket_path}"
