@@ -82,6 +82,7 @@ class Gateway:
             close_timeout=settings.close_timeout,
             server_header=None,
             reuse_port=reuse_port,
+            backlog=settings.accept_backlog,
         )
         self._accepting = True
         self._timers = [

@@ -48,6 +48,9 @@ class MeshSettings(BaseSettings):
     """Commands of one connection running at once; more stop the reading of its socket."""
     compression: bool = False
     """Offer permessage-deflate. Off by default: it costs CPU and ~50 KiB per connection."""
+    accept_backlog: int = Field(default=2048, ge=1)
+    """Pending TCP connections the kernel queues for the gateway (a reconnect storm after a
+    gateway dies arrives at once; asyncio's default of 100 would drop some)."""
     close_timeout: float = Field(default=2.0, gt=0)
     """Seconds to wait for a closing handshake before dropping the TCP connection."""
 

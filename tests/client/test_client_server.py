@@ -30,9 +30,17 @@ WAIT = 5.0
 """Upper bound of every wait on an event; a passing test never reaches it."""
 
 
-@pytest.fixture(params=["ours", pytest.param("reference", marks=pytest.mark.interop)])
+@pytest.fixture(
+    params=[
+        "ours",
+        pytest.param("ours-on-ray", marks=pytest.mark.ray),
+        pytest.param("reference", marks=pytest.mark.interop),
+    ]
+)
 def server_url(request: pytest.FixtureRequest) -> str:
-    """URL of the server under test: ours (``mesh_server_url``) or the reference one."""
+    """URL of the server under test: ours (inline, or on Ray with two gateways) or the reference."""
+    if request.param == "ours-on-ray":
+        return url_of(request.getfixturevalue("shared_ray_server"))
     name = "mesh_server_url" if request.param == "ours" else "reference_server_url"
     url: str = request.getfixturevalue(name)
     return url
