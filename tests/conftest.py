@@ -63,7 +63,10 @@ async def make_server(redis_url: str, key_prefix: str) -> AsyncIterator[ServerFa
     """
     servers: list[MeshServer] = []
 
-    async def factory(setup: Callable[[MeshServer], Any] | None = None, **options: Any) -> MeshServer:
+    async def factory(
+        setup: Callable[[MeshServer], Any] | None = None, *, shared: bool = False, **options: Any
+    ) -> MeshServer:
+        # ``shared`` only matters on Ray (see make_any_server); inline servers are cheap.
         options.setdefault("redis_url", redis_url)
         options.setdefault("key_prefix", key_prefix)
         authenticate = options.pop("authenticate_connection", None)
@@ -144,18 +147,34 @@ async def _deploy_on_ray(
 
 
 @pytest.fixture(scope="session")
-async def shared_ray_server(ray_session: None, redis_url: str) -> AsyncIterator[MeshServer]:
-    """One Ray deployment with the test commands and default settings, shared by the tests that
-    need nothing else (they use unique room names). Deploying costs ~2 s; sharing keeps CI short."""
-    prefix = f"test-ray-{uuid.uuid4().hex[:8]}:"
-    server = await _deploy_on_ray(expose_test_commands, 2, redis_url=redis_url, key_prefix=prefix)
-    yield server
-    await server.close()
+async def ray_deployments(ray_session: None, redis_url: str) -> AsyncIterator[dict[Any, MeshServer]]:
+    """Ray deployments shared by the tests that use the same setup and default settings (they use
+    unique room names). A deployment costs ~2 s; sharing keeps CI short."""
+    deployments: dict[Any, MeshServer] = {}
+    yield deployments
     client = aioredis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=prefix + "*")]
-    if keys:
-        await client.delete(*keys)
+    for server in deployments.values():
+        await server.close()
+        keys = [key async for key in client.scan_iter(match=server.settings.key_prefix + "*")]
+        if keys:
+            await client.delete(*keys)
     await client.aclose()
+
+
+async def shared_deployment(
+    deployments: dict[Any, MeshServer], redis_url: str, setup: Callable[[MeshServer], Any] | None
+) -> MeshServer:
+    """The shared deployment for ``setup``, made on first use."""
+    if setup not in deployments:
+        prefix = f"test-ray-{uuid.uuid4().hex[:8]}:"
+        deployments[setup] = await _deploy_on_ray(setup, 2, redis_url=redis_url, key_prefix=prefix)
+    return deployments[setup]
+
+
+@pytest.fixture
+async def shared_ray_server(ray_deployments: dict[Any, MeshServer], redis_url: str) -> MeshServer:
+    """The shared Ray deployment with the test commands."""
+    return await shared_deployment(ray_deployments, redis_url, expose_test_commands)
 
 
 @pytest.fixture
@@ -174,19 +193,24 @@ def make_any_server(
     """Like ``make_server``, once per runtime: inline, and Ray with two gateways on one port.
 
     On Ray, ``setup`` and hooks run in the gateway processes (closures over test objects do not
-    reach back), and the returned server is a client handle of the deployment. With the test
-    commands and default options, the session's shared deployment is returned.
+    reach back), and the returned server is a client handle of the deployment. With default
+    options and ``shared=True`` (implied for the test commands), a deployment shared by the tests
+    with the same ``setup`` is returned: such tests must not depend on global state.
     """
     if request.param == "inline":
         return make_server
-    shared: MeshServer = request.getfixturevalue("shared_ray_server")
+    deployments: dict[Any, MeshServer] = request.getfixturevalue("ray_deployments")
     servers: list[MeshServer] = request.getfixturevalue("ray_servers")
 
     async def factory(
-        setup: Callable[[MeshServer], Any] | None = None, gateways: int = 2, **options: Any
+        setup: Callable[[MeshServer], Any] | None = None,
+        gateways: int = 2,
+        *,
+        shared: bool = False,
+        **options: Any,
     ) -> MeshServer:
-        if setup is expose_test_commands and not options and gateways == 2:
-            return shared
+        if (shared or setup is expose_test_commands) and not options and gateways == 2:
+            return await shared_deployment(deployments, redis_url, setup)
         options.setdefault("redis_url", redis_url)
         options.setdefault("key_prefix", key_prefix)
         server = await _deploy_on_ray(setup, gateways, **options)
