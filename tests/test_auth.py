@@ -41,8 +41,8 @@ async def test_accepted_auth_data_becomes_metadata_and_auth(make_server: ServerF
     assert request.remote_address[0] == "127.0.0.1"
 
 
-async def test_clients_cannot_overwrite_auth_data(make_server: ServerFactory) -> None:
-    server = await make_server(setup=whoami, authenticate_connection=lambda request: {"role": "guest"})
+async def test_clients_cannot_overwrite_auth_data(make_any_server: ServerFactory) -> None:
+    server = await make_any_server(setup=whoami, authenticate_connection=lambda request: {"role": "guest"})
     async with raw_client(url_of(server)) as c:
         assert await c.call("mesh/set-my-connection-metadata", {"metadata": {"role": "admin"}}) == {
             "success": True
@@ -97,7 +97,7 @@ async def test_rejected_upgrades(
     response = caught.value.response
     assert response.status_code == status
     assert response.body.decode().strip() == body
-    assert server.connection_count == 0
+    assert await server.total_connection_count() == 0
 
 
 def test_authentication_error_rejects_non_error_status() -> None:
@@ -111,7 +111,7 @@ async def test_without_authenticator_anyone_connects(make_server: ServerFactory)
         assert await c.call("whoami") == {"metadata": None, "auth": None, "stored_auth": None}
 
 
-async def test_readme_authentication_example(make_server: ServerFactory) -> None:
+async def test_readme_authentication_example(make_any_server: ServerFactory) -> None:
     # The README's example, verbatim in behaviour: query token, bearer header, 403 and 401.
     tokens = {"s3cret": {"userId": 1, "role": "admin"}}
 
@@ -124,7 +124,7 @@ async def test_readme_authentication_example(make_server: ServerFactory) -> None
     def setup(server: MeshServer) -> None:
         server.expose_command("whoami", lambda ctx: ctx.connection.auth)
 
-    server = await make_server(setup=setup, authenticate_connection=authenticate)
+    server = await make_any_server(setup=setup, authenticate_connection=authenticate)
     async with raw_client(url_of(server) + "/?token=s3cret") as by_query:
         assert await by_query.call("whoami") == {"userId": 1, "role": "admin"}
     async with raw_client(url_of(server), additional_headers={"Authorization": "Bearer s3cret"}) as by_header:
