@@ -101,11 +101,7 @@ def _node_ip() -> str:
 
 def _user_modules(server: MeshServer) -> set[Any]:
     """Modules of the app's callables that workers may not be able to import (not installed)."""
-    callables: list[Any] = [server.authenticator, *server.commands.global_middleware]
-    callables += list(server.commands._handlers.values())
-    callables += [fn for fns in server.commands._middleware.values() for fn in fns]
-    callables += [fn for hooks in server._hooks.values() for fn in hooks]
-    callables += [guard for _, guard in server.room_guards._entries]
+    callables = server.user_callables()
     installed = (*site.getsitepackages(), site.getusersitepackages(), sys.base_prefix)
     modules = set()
     for fn in callables:

@@ -58,6 +58,11 @@ class CommandRegistry:
             return None
         return handler, self._middleware.get(name, [])
 
+    def callables(self) -> list[Any]:
+        """Every handler and middleware (the Ray runtime ships them to the gateways)."""
+        own = [fn for fns in self._middleware.values() for fn in fns]
+        return [*self._handlers.values(), *own, *self.global_middleware]
+
     def names(self) -> list[str]:
         """Every registered command name."""
         return list(self._handlers)

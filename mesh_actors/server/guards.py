@@ -61,5 +61,9 @@ class GuardTable:
             return False
         return bool(verdict)
 
+    def guards(self) -> list[Guard]:
+        """Every registered guard function."""
+        return [guard for _, guard in self._entries if guard is not None]
+
     def __len__(self) -> int:
         return len(self._entries)

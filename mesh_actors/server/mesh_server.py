@@ -124,6 +124,14 @@ class MeshServer:
         """
         self.room_guards.add(pattern, guard)
 
+    def user_callables(self) -> list[Any]:
+        """Every function the app registered: handlers, middleware, hooks, guards, authenticator."""
+        hooks = [hook for hooks in self._hooks.values() for hook in hooks]
+        found = [*self.commands.callables(), *hooks, *self.room_guards.guards()]
+        if self.authenticator is not None:
+            found.append(self.authenticator)
+        return found
+
     async def run_hooks(self, kind: str, connection: Connection) -> None:
         """Run the ``connection``/``disconnection`` hooks; an exception in one is logged only."""
         for hook in self._hooks[kind]:
