@@ -86,9 +86,14 @@ class LinkDirectory:
         if gateway_id not in self._live_gateways:
             self._live_gateways.append(gateway_id)
 
-    def set_gateways(self, gateway_ids: Iterable[str]) -> None:
-        """The live gateways of the deployment (pushed by the supervisor on every change)."""
+    def set_gateways(self, gateway_ids: Iterable[str]) -> list[Any]:
+        """The live gateways of the deployment (pushed by the supervisor on every change).
+
+        Returns the links to gateways that are gone, for the caller to close.
+        """
         self._live_gateways = list(gateway_ids)
+        gone = set(self._gateways) - set(self._live_gateways)
+        return [self._gateways.pop(gateway_id) for gateway_id in gone]
 
     def room_shard(self, room: str) -> ActorRef:
         return self._room_shards[shard_index(room, len(self._room_shards))]

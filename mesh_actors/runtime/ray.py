@@ -42,7 +42,7 @@ from ..store.embedded import EmbeddedRedis
 from ..store.keys import KeyLayout
 from .directory import LinkDirectory, connection_shard_name, room_shard_name
 from .inline import InlineRef
-from .link import LinkGoneError, LinkServer, Resolver
+from .link import Link, LinkGoneError, LinkServer, Resolver
 from .maintenance import drop_gateway, drop_stale_gateways
 
 if TYPE_CHECKING:
@@ -253,10 +253,8 @@ class GatewayHost:
     async def set_gateways(self, gateway_ids: list[str]) -> None:
         """The live gateways (for broadcasts to everyone)."""
         if self._directory is not None:
-            self._directory.set_gateways(gateway_ids)
-            for gone in set(self._directory._gateways) - set(gateway_ids):
-                link = self._directory.forget_gateway(gone)
-                if link is not None and hasattr(link, "close"):
+            for link in self._directory.set_gateways(gateway_ids):
+                if isinstance(link, Link):
                     await link.close()
 
     async def ping(self) -> int:
@@ -407,7 +405,7 @@ class RayDeployment:
         if handle is not None:
             ray.kill(handle, no_restart=True)
         link = self.directory.forget_gateway(gateway_id)
-        if link is not None and hasattr(link, "close"):
+        if isinstance(link, Link):
             await link.close()
         dropped = await drop_gateway(self.directory, gateway_id)
         logger.info("dropped %d connection(s) of gateway %s", dropped, gateway_id)
