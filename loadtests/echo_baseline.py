@@ -52,46 +52,40 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
-import os
-import re
-import resource
-import shutil
-import signal
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
+from common import (
+    SATURATED,
+    ServerStartError,
+    ServerUnderTest,
+    add_pinning_arguments,
+    check_pinning,
+    cpu_seconds,
+    fmt_num,
+    log,
+    loop_name,
+    own_cpu_seconds,
+    percentile,
+    process_tree,
+    run_pinned,
+    running_server,
+)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
-
-ROOT = Path(__file__).resolve().parents[1]
-"""Repository root: the servers are started from here (``examples/chat.py`` is relative to it)."""
-
-HOST = "127.0.0.1"
-"""The only address this tool ever talks to."""
 
 MAX_CLIENTS = 200
 MAX_DURATION_S = 120.0
 """Hard bounds: this runs on small shared machines and must never turn into a soak test."""
 
-SATURATED = 0.90
-"""Generator CPU share of its core above which its ops/s is reported as generator-bound."""
-
-STARTUP_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 5.0
 """After the window, how long outstanding requests may take before they count as lost."""
-STOP_TIMEOUT_S = 15.0
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
 SERVER_COMMANDS: dict[str, list[str]] = {
     "mesh": [sys.executable, "-m", "mesh_actors", "serve", "examples/chat.py:server", "--port", "0"],
     "baseline": [sys.executable, "loadtests/baseline_echo_server.py", "--port", "0"],
@@ -99,158 +93,7 @@ SERVER_COMMANDS: dict[str, list[str]] = {
 }
 """How each target is started (``--port 0``: the ready line says which port it got)."""
 
-READY_LINE = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)")
-"""What every target prints on stdout once it accepts connections."""
-
 _PONG = orjson.dumps({"command": "pong", "payload": {}})
-
-
-# -- server process and its CPU -------------------------------------------------------------------
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of ``/proc/<pid>/stat`` after ``comm`` (so index 0 is field 3, ``state``), or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm is in parentheses and may itself contain spaces or parentheses: cut at the last one.
-    return text[text.rindex(")") + 2 :].split()
-
-
-def _start_time(pid: int) -> str:
-    """Start time of ``pid`` in clock ticks since boot (field 22), "" if it is gone."""
-    fields = _stat_fields(pid)
-    return fields[19] if fields is not None else ""
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and all its live descendants (e.g. the embedded redis-server), by scanning /proc."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            fields = _stat_fields(int(name))
-            if fields is not None:
-                children.setdefault(int(fields[1]), []).append(int(name))
-    tree: list[int] = []
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return tree
-
-
-def cpu_seconds(pids: Sequence[int]) -> tuple[float, float]:
-    """``(user, system)`` CPU seconds of ``pids``, reaped children included (a gone pid counts 0).
-
-    utime + cutime and stime + cstime: the ``c`` fields hold reaped children, so a helper that exits
-    inside the window is not lost. System time matters here: on loopback, the writer's ``write()``
-    also runs the receiving side of TCP, so much of a small-message server's CPU is kernel time.
-    """
-    user = system = 0
-    for pid in pids:
-        fields = _stat_fields(pid)
-        if fields is not None:
-            user += int(fields[11]) + int(fields[13])
-            system += int(fields[12]) + int(fields[14])
-    return user / CLK_TCK, system / CLK_TCK
-
-
-def own_cpu_seconds() -> float:
-    """CPU time (user + system) of this generator process so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class ServerUnderTest:
-    """A started target: its process, port and the banner it printed."""
-
-    target: str
-    process: asyncio.subprocess.Process
-    port: int
-    banner: str
-    stderr_log: IO[bytes]
-
-    @property
-    def uri(self) -> str:
-        """WebSocket URI of the server."""
-        return f"ws://{HOST}:{self.port}/"
-
-    def stderr_tail(self, limit: int = 2000) -> str:
-        """The end of what the server wrote on stderr (for failure messages)."""
-        self.stderr_log.seek(0)
-        return self.stderr_log.read().decode(errors="replace")[-limit:]
-
-
-class ServerStartError(RuntimeError):
-    """A target exited or stayed silent instead of printing its ready line."""
-
-
-@contextlib.asynccontextmanager
-async def running_server(target: str, cpu: int | None) -> AsyncIterator[ServerUnderTest]:
-    """Start ``target`` pinned to ``cpu`` (``taskset -c``), wait for its ready line, stop it after.
-
-    Stopping is SIGTERM (every target shuts down cleanly on it), then SIGKILL after a timeout; any
-    descendant still alive afterwards (it should die with its parent) is sent SIGTERM by pid.
-    """
-    command = list(SERVER_COMMANDS[target])
-    if cpu is not None:
-        command = ["taskset", "-c", str(cpu), *command]
-    with tempfile.TemporaryFile() as stderr_log:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            cwd=ROOT,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr_log,
-        )
-        assert process.stdout is not None
-        drain: asyncio.Task[None] | None = None
-        descendants: list[tuple[int, str]] = []
-        try:
-            try:
-                banner, port = await asyncio.wait_for(_read_ready_line(process.stdout), STARTUP_TIMEOUT_S)
-            except TimeoutError:
-                banner, port = f"no ready line within {STARTUP_TIMEOUT_S:g} s", 0
-            server = ServerUnderTest(target, process, port, banner, stderr_log)
-            if port == 0:
-                tail = server.stderr_tail()
-                raise ServerStartError(f"{target} did not become ready ({banner}); stderr:\n{tail}")
-            drain = asyncio.create_task(_discard(process.stdout))
-            descendants = [(pid, _start_time(pid)) for pid in process_tree(process.pid)[1:]]
-            yield server
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
-            for pid, started in descendants:
-                if _start_time(pid) == started:  # still that very process, not a reused pid
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGTERM)
-            if drain is not None:
-                drain.cancel()
-
-
-async def _read_ready_line(stdout: asyncio.StreamReader) -> tuple[str, int]:
-    """Read stdout until the ready line: ``(line, port)``, or ``(reason, 0)`` if the process exits."""
-    while line := await stdout.readline():
-        text = line.decode(errors="replace").strip()
-        match = READY_LINE.search(text)
-        if match:
-            return text, int(match.group(1))
-    return "exited before its ready line", 0
-
-
-async def _discard(stream: asyncio.StreamReader) -> None:
-    """Keep reading a pipe so the server can never block on a full stdout."""
-    while await stream.read(65536):
-        pass
 
 
 # -- clients --------------------------------------------------------------------------------------
@@ -354,14 +197,6 @@ async def run_client(index: int, uri: str, window: Window, stats: ClientStats) -
 
 
 # -- one scenario ---------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: Sequence[int], pct: float) -> float:
-    """Nearest-rank percentile of already sorted values (0 for none)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
-    return float(sorted_values[rank - 1])
 
 
 async def run_scenario(
@@ -474,22 +309,12 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
             notes.append(f"FAILED lost={r['lost']} wrong={r['wrong']} errors={len(r['errors'])}")
         lines.append(
             f"{r['target']:<16} {r['clients']:>4} {r['ops_per_s']:>8.0f} {ops_ratio:>10} {r['p50_us']:>7.0f} "
-            f"{r['p99_us']:>7.0f} {_num(r['server_cpu_us_per_op']):>9} {_num(r['server_sys_us_per_op']):>6} "
-            f"{cpu_ratio:>10} "
+            f"{r['p99_us']:>7.0f} {fmt_num(r['server_cpu_us_per_op']):>9} "
+            f"{fmt_num(r['server_sys_us_per_op']):>6} {cpu_ratio:>10} "
             f"{r['server_cpu_pct']:>8.1f} {r['generator_cpu_pct']:>8.1f} "
-            f"{_num(r['generator_cpu_us_per_op']):>9}  {', '.join(notes)}"
+            f"{fmt_num(r['generator_cpu_us_per_op']):>9}  {', '.join(notes)}"
         )
     return "\n".join(lines)
-
-
-def _num(value: float | None) -> str:
-    """One decimal, or ``-`` for a missing value."""
-    return "-" if value is None else f"{value:.1f}"
-
-
-def log(message: str) -> None:
-    """Progress and the table go to stderr; stdout carries only the JSON lines."""
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -501,7 +326,7 @@ async def run(args: argparse.Namespace) -> int:
     status = 0
     for target in args.target:
         try:
-            async with running_server(target, args.server_cpu) as server:
+            async with running_server(target, SERVER_COMMANDS[target], args.server_cpu) as server:
                 log(f"[{target}] {server.banner}")
                 for clients in args.clients:
                     log(f"[{target}] C={clients}: warm-up {args.warmup:g} s, measuring {args.duration:g} s")
@@ -524,14 +349,9 @@ async def run(args: argparse.Namespace) -> int:
         log(format_table(results))
         log(
             f"\nserver on cpu {args.server_cpu}, generator on cpu {args.client_cpu} "
-            f"(websockets {version('websockets')} client, {_loop_name()}); srv = server process tree"
+            f"(websockets {version('websockets')} client, {loop_name()}); srv = server process tree"
         )
     return status
-
-
-def _loop_name() -> str:
-    """Which event loop the generator runs on."""
-    return type(asyncio.get_running_loop()).__module__.split(".")[0]
 
 
 def _clients_list(text: str) -> list[int]:
@@ -557,37 +377,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds [default: 10]")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first [default: 2]")
     parser.add_argument("--quick", action="store_true", help="smoke test: C=1 and C=5, 1 s each, no warm-up")
-    parser.add_argument("--server-cpu", type=int, default=0, help="core for the server [default: 0]")
-    parser.add_argument("--client-cpu", type=int, default=1, help="core for this generator [default: 1]")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin (e.g. on a one-core machine)")
+    add_pinning_arguments(parser)
     args = parser.parse_args(argv)
     args.target = args.target or ["mesh", "baseline"]
     if args.quick:
         args.clients, args.duration, args.warmup = [1, 5], 1.0, 0.0
     if not 0 < args.duration <= MAX_DURATION_S or not 0 <= args.warmup <= MAX_DURATION_S:
         parser.error(f"--duration must be in (0, {MAX_DURATION_S:g}] and --warmup in [0, {MAX_DURATION_S:g}]")
-    if args.no_pin:
-        args.server_cpu = args.client_cpu = None
-    else:
-        available = os.sched_getaffinity(0)
-        cpus = {args.server_cpu, args.client_cpu}
-        if len(cpus) != 2 or not cpus <= available:
-            parser.error(f"need two distinct cpus among {sorted(available)} (or --no-pin)")
-        if shutil.which("taskset") is None:
-            parser.error("taskset (util-linux) is needed to pin the server (or --no-pin)")
+    check_pinning(parser, args)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Pin this process, then run on uvloop when it is installed."""
     args = parse_args(argv)
-    if args.client_cpu is not None:
-        os.sched_setaffinity(0, {args.client_cpu})
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(run(args))
-    return uvloop.run(run(args))
+    return run_pinned(lambda: run(args), args.client_cpu)
 
 
 if __name__ == "__main__":

@@ -100,11 +100,14 @@ def serve(
     except AppLoadError as error:
         _fail(str(error), 2)
         return
-    overrides: dict[str, Any] = {
-        key: value
-        for key, value in {"host": host, "port": port, "redis_url": redis_url}.items()
-        if value is not None
+    given = {
+        "host": host,
+        "port": port,
+        "redis_url": redis_url,
+        "room_shards": room_shards,
+        "connection_shards": connection_shards,
     }
+    overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
     if overrides:
         try:
             server.settings = MeshSettings(**{**server.settings.model_dump(), **overrides})

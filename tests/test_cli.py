@@ -76,6 +76,21 @@ def serving(
         process.wait(10)
 
 
+def descendant_titles(pid: int) -> list[str]:
+    """Command lines of every process below ``pid`` (Ray names its workers ``ray::<Class>``)."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    children: dict[int, list[tuple[int, str]]] = {}
+    for line in table.splitlines():
+        child, parent, args = line.split(None, 2) if len(line.split(None, 2)) == 3 else (*line.split(), "")
+        children.setdefault(int(parent), []).append((int(child), args))
+    titles, stack = [], [pid]
+    while stack:
+        for child, args in children.get(stack.pop(), []):
+            titles.append(args)
+            stack.append(child)
+    return titles
+
+
 def env_with(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESH_")}
     env.update(values)
@@ -207,6 +222,10 @@ def test_serve_on_ray_drains_gateways_on_sigterm(redis_url: str, key_prefix: str
         elapsed,
     ):
         print(f"mesh-actors serve --runtime ray (local Ray, 2 gateways) ready after {elapsed:.2f}s")
+
+        titles = descendant_titles(process.pid)
+        assert sum(title.startswith("ray::ShardHost") for title in titles) == 4  # 1 room + 3 connection
+        assert sum(title.startswith("ray::GatewayHost") for title in titles) == 2
 
         async def talk() -> tuple[Any, int | None]:
             async with raw_client(f"ws://127.0.0.1:{port}") as client:
