@@ -148,3 +148,20 @@ async def test_server_api_from_the_driver_reports_unknown_connections(shared_ray
     with pytest.raises(CodeError) as caught:
         await shared_ray_server.add_to_room(unique("r"), "no-such-connection")
     assert caught.value.code == "ENOCONN"
+
+
+async def test_a_failed_start_removes_every_actor(deploy: Any) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()  # without SO_REUSEPORT: no gateway can share this port
+        port = taken.getsockname()[1]
+        from mesh_actors.runtime.ray import RayDeployment
+
+        server = MeshServer(port=port, key_prefix=unique("failed") + ":")
+        deployment = RayDeployment(server, gateways=1, host="127.0.0.1")
+        with pytest.raises(OSError):
+            await deployment.start()
+    assert deployment.gateways == {} and deployment.shards == []
+    assert server.local_gateway is None

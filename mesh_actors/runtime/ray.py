@@ -314,7 +314,18 @@ class RayDeployment:
         """``(gateway id, connections dropped)`` for each gateway found dead (tests wait on it)."""
 
     async def start(self) -> None:
-        """Create the shards (rebuilt from Redis), then the gateways, then start supervising."""
+        """Create the shards (rebuilt from Redis), then the gateways, then start supervising.
+
+        If any step fails (a taken port, an unreachable Redis), every actor created so far is
+        removed before the error propagates.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop_actors()
+            raise
+
+    async def _start(self) -> None:
         init_ray(self.address)
         settings = self.server.settings
         redis_url = settings.redis_url
