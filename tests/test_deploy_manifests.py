@@ -160,6 +160,10 @@ def worker_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
         (lambda d, s: head_container(d).pop("readinessProbe"), "readinessProbe must GET /readyz"),
         (lambda d, s: worker_container(d).pop("livenessProbe"), "livenessProbe must GET /healthz"),
         (lambda d, s: worker_container(d)["lifecycle"].pop("preStop"), "preStop"),
+        (
+            lambda d, s: worker_container(d)["lifecycle"]["preStop"]["exec"].update(command=["sleep", "10"]),
+            "preStop must run 'mesh-actors drain-node'",
+        ),
         (lambda d, s: s["stringData"].update(auth_token="hunter2"), "must not carry a token"),
         (lambda d, s: s["metadata"].update(name="other"), "RAY_AUTH_TOKEN must come from Secret other"),
         (

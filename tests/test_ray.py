@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from contextlib import AsyncExitStack
 from typing import Any
@@ -51,6 +52,16 @@ async def clients_on_two_gateways(
         elif gateway != first_gateway:
             return first, client
     raise AssertionError(f"all {limit} connections went to one gateway")
+
+
+async def test_gateways_spread_over_the_cluster_nodes(shared_ray_server: MeshServer) -> None:
+    import ray
+
+    deployment = shared_ray_server.deployment  # type: ignore[attr-defined]
+    nodes = await asyncio.gather(*(handle.node_id.remote() for handle in deployment.gateways.values()))
+    alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    assert len(alive) >= 2, "the tests run on a two-node Ray cluster"
+    assert len(set(nodes)) == 2 and set(nodes) <= alive
 
 
 async def test_room_broadcast_and_metadata_cross_gateways(shared_ray_server: MeshServer) -> None:
@@ -165,3 +176,51 @@ async def test_a_failed_start_removes_every_actor(deploy: Any) -> None:
             await deployment.start()
     assert deployment.gateways == {} and deployment.shards == []
     assert server.local_gateway is None
+
+
+async def test_draining_a_node_moves_its_gateways_elsewhere(deploy: Any) -> None:
+    import ray
+
+    server, deployment = await deploy(watch_interval=0.2)
+    room = unique("drain")
+    async with AsyncExitStack() as stack:
+        a, b = await clients_on_two_gateways(stack, server)
+        await a.call("mesh/join-room", {"roomName": room})
+        await b.call("mesh/join-room", {"roomName": room})
+        located = await server.connection_manager.locate([b.connection_id])
+        drained_gateway = located[b.connection_id]
+        node = deployment.gateway_nodes[drained_gateway]
+
+        # What a KubeRay worker's preStop hook runs, here against the test cluster.
+        address = ray.get_runtime_context().gcs_address
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "mesh_actors",
+            "drain-node",
+            "--address",
+            address,
+            "--node-id",
+            node,
+            "--deployment",
+            deployment.spec.name,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), 120)
+        assert process.returncode == 0
+        assert output.decode().splitlines() == [
+            f"drained {drained_gateway} (1 connection(s))",
+            "1 gateway(s) drained",
+        ]
+
+        assert await b.closed(timeout=10) == 1001  # "going away": reconnect elsewhere
+        gone, _ = await asyncio.wait_for(deployment.gateway_deaths.get(), 30)
+        assert gone == drained_gateway
+        assert node in deployment.draining_nodes
+        assert len(deployment.gateways) == 2
+        assert node not in deployment.gateway_nodes.values()  # the replacement went to another node
+        members = set(await server.get_room_members(room))
+        assert b.connection_id not in members and a.connection_id in members
+        # A new client lands on a live gateway and can join.
+        c = await stack.enter_async_context(raw_client(url_of(server)))
+        assert (await c.call("mesh/join-room", {"roomName": room}))["success"] is True

@@ -27,11 +27,12 @@ import sys
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ray
 from ray import cloudpickle
-from ray.exceptions import ActorDiedError, RayActorError
+from ray.exceptions import ActorDiedError, ActorUnschedulableError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..actors.connection_shard import ConnectionShard
 from ..actors.room_shard import RoomShard
@@ -48,7 +49,16 @@ from .maintenance import drop_gateway, drop_stale_gateways
 if TYPE_CHECKING:
     from ..server.mesh_server import MeshServer
 
-__all__ = ["GatewayHost", "LinkedRuntime", "RayDeployment", "ShardHost", "init_ray", "pickle_app"]
+__all__ = [
+    "GatewayHost",
+    "GatewayStatus",
+    "LinkedRuntime",
+    "RayDeployment",
+    "ShardHost",
+    "drain_node",
+    "init_ray",
+    "pickle_app",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +78,22 @@ def init_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     if address is None:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", namespace=NAMESPACE)
+        loopback_ray_environment()
+        # "local": a new Ray of our own, even when another one runs on this machine (plain
+        # ray.init() would join that one through /tmp/ray/ray_current_cluster).
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", namespace=NAMESPACE)
     else:
         ray.init(address=address, namespace=NAMESPACE)
+
+
+def loopback_ray_environment() -> None:
+    """Make Ray nodes started by this process advertise 127.0.0.1 and send no usage stats.
+
+    With ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` Ray takes the loopback address as the node
+    address instead of the machine's network address (which it would otherwise bind and publish).
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def ray_resolver(namespace: str) -> Callable[[str], Resolver]:
@@ -214,6 +235,14 @@ class ShardHost:
         return self.incarnation
 
 
+class GatewayStatus(NamedTuple):
+    """What a gateway answers to the supervisor's liveness probe."""
+
+    connections: int
+    drained: bool
+    """Set once the gateway was drained (its node is going away): replace it elsewhere."""
+
+
 class GatewayHost:
     """One Gateway serving WebSockets on a shared port (a Ray actor at deploy time)."""
 
@@ -226,6 +255,7 @@ class GatewayHost:
         self._gateway: Gateway | None = None
         self._directory: LinkDirectory | None = None
         self._link_server: LinkServer | None = None
+        self._draining: asyncio.Future[int] | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Unpickle the app, listen on ``host:port`` (shared), serve links; returns (id, port)."""
@@ -257,9 +287,27 @@ class GatewayHost:
                 if isinstance(link, Link):
                     await link.close()
 
-    async def ping(self) -> int:
-        """Liveness probe; returns the number of connections."""
-        return len(self._gateway.connections) if self._gateway else 0
+    def node_id(self) -> str:
+        """The Ray node this gateway runs on (placement checks, tooling)."""
+        return str(ray.get_runtime_context().get_node_id())
+
+    async def ping(self) -> GatewayStatus:
+        """Liveness probe: the number of connections, and whether the gateway was drained."""
+        if self._draining is not None:
+            return GatewayStatus(0, self._draining.done())
+        return GatewayStatus(len(self._gateway.connections) if self._gateway else 0, False)
+
+    async def drain(self) -> int:
+        """Close every socket with 1001 "going away" and stop; the supervisor then replaces this
+        gateway on another node. Returns the number of connections that were open."""
+        if self._draining is None:
+            self._draining = asyncio.ensure_future(self._drain())
+        return await asyncio.shield(self._draining)
+
+    async def _drain(self) -> int:
+        connections = len(self._gateway.connections) if self._gateway else 0
+        await self.stop()
+        return connections
 
     async def stop(self) -> None:
         """Drain: close every socket with 1001 "going away", then stop serving links."""
@@ -304,6 +352,10 @@ class RayDeployment:
         self.replace_dead_gateways = replace_dead_gateways
         self.gateways: dict[str, Any] = {}
         """Live gateway actors by gateway id."""
+        self.gateway_nodes: dict[str, str] = {}
+        """The Ray node of each live gateway."""
+        self.draining_nodes: set[str] = set()
+        """Nodes a gateway was drained on (:func:`drain_node`): no new gateways go there."""
         self.shards: list[Any] = []
         self.spec: DeploymentSpec | None = None
         self._embedded: EmbeddedRedis | None = None
@@ -361,16 +413,52 @@ class RayDeployment:
                 )
         await asyncio.gather(*(shard.data_address.remote() for shard in self.shards))
         self.directory = spec.directory()
-        first = await self._spawn_gateway(self.port)
+        nodes = await self._plan_gateway_nodes(self.gateway_count)
+        first = await self._spawn_gateway(self.port, nodes[0])
         self.port = first[1]
-        await asyncio.gather(*(self._spawn_gateway(self.port) for _ in range(self.gateway_count - 1)))
+        await asyncio.gather(*(self._spawn_gateway(self.port, node) for node in nodes[1:]))
         await drop_stale_gateways(self.directory, live=list(self.gateways))
         await self._publish_gateways()
         self.server.attach(LinkedRuntime(self.directory, None, on_close=self.stop_actors, port=self.port))
         self.server.deployment = self  # type: ignore[attr-defined]
         self._watch = asyncio.create_task(self._watch_loop(), name="mesh-ray-watch")
 
-    async def _spawn_gateway(self, port: int) -> tuple[str, int]:
+    async def _plan_gateway_nodes(self, count: int) -> list[str | None]:
+        """Nodes for ``count`` new gateways: each goes to the alive node with the fewest gateways.
+
+        Ray's SPREAD strategy is best effort and put zero-CPU actors on one node in tests, so the
+        supervisor places gateways itself (on another node only when the chosen one cannot take
+        the gateway). ``None`` entries (no node known) fall back to SPREAD.
+        """
+        nodes = await asyncio.to_thread(ray.nodes)
+        load = {
+            node["NodeID"]: 0
+            for node in nodes
+            if node.get("Alive") and node["NodeID"] not in self.draining_nodes
+        }
+        if not load:
+            return [None] * count
+        for node_id in self.gateway_nodes.values():
+            if node_id in load:
+                load[node_id] += 1
+        plan: list[str | None] = []
+        for _ in range(count):
+            node_id = min(load, key=lambda n: load[n])
+            load[node_id] += 1
+            plan.append(node_id)
+        return plan
+
+    async def _spawn_gateway(self, port: int, node_id: str | None) -> tuple[str, int]:
+        """Start one gateway on ``node_id`` (anywhere when that node cannot take it)."""
+        try:
+            return await self._spawn_gateway_on(port, node_id)
+        except (ActorUnschedulableError, RayActorError):
+            if node_id is None:
+                raise
+            logger.warning("node %s cannot take a gateway; letting Ray place it", node_id)
+            return await self._spawn_gateway_on(port, None)
+
+    async def _spawn_gateway_on(self, port: int, node_id: str | None) -> tuple[str, int]:
         assert self.spec is not None
         gateway_id = f"{self.spec.name}-gw-{uuid.uuid4().hex[:8]}"
         overrides = {
@@ -378,6 +466,9 @@ class RayDeployment:
             "room_shards": self.spec.room_shards,
             "connection_shards": self.spec.connection_shards,
         }
+        # Hard affinity: Ray's soft affinity was seen placing a gateway on another node while the
+        # chosen one was still warming up its worker pool.
+        strategy = "SPREAD" if node_id is None else NodeAffinitySchedulingStrategy(node_id, soft=False)
         handle = (
             ray.remote(GatewayHost)
             .options(
@@ -386,11 +477,16 @@ class RayDeployment:
                 max_restarts=0,
                 num_cpus=0,
                 max_concurrency=10_000,
-                scheduling_strategy="SPREAD",
+                scheduling_strategy=strategy,
             )
             .remote(self.spec, gateway_id, self._app, overrides)
         )
-        gid, bound = await handle.start.remote(self.host, port)  # type: ignore[attr-defined]
+        try:
+            gid, bound = await handle.start.remote(self.host, port)  # type: ignore[attr-defined]
+            self.gateway_nodes[gid] = await handle.node_id.remote()  # type: ignore[attr-defined]
+        except BaseException:
+            ray.kill(handle, no_restart=True)
+            raise
         self.gateways[gid] = handle
         return gid, int(bound)
 
@@ -406,13 +502,29 @@ class RayDeployment:
             await asyncio.sleep(self.watch_interval)
             for gateway_id, handle in list(self.gateways.items()):
                 try:
-                    await asyncio.wait_for(handle.ping.remote(), timeout=max(5.0, self.watch_interval * 10))
+                    status = await asyncio.wait_for(
+                        handle.ping.remote(), timeout=max(5.0, self.watch_interval * 10)
+                    )
                 except (RayActorError, TimeoutError) as error:
                     logger.warning("gateway %s is gone (%s)", gateway_id, type(error).__name__)
                     await self._gateway_died(gateway_id)
+                    continue
+                except Exception:
+                    # The actor answered with an error (its gateway process may be exiting, in
+                    # which case the actor exits too and the next probe finds it gone).
+                    logger.warning("gateway %s failed its liveness probe", gateway_id, exc_info=True)
+                    continue
+                if status.drained:
+                    node_id = self.gateway_nodes.get(gateway_id)
+                    logger.info("gateway %s was drained; no new gateways on node %s", gateway_id, node_id)
+                    if node_id is not None:
+                        self.draining_nodes.add(node_id)
+                    await self._gateway_died(gateway_id)
 
     async def _gateway_died(self, gateway_id: str) -> None:
+        """Forget a dead or drained gateway, drop its connections, start a replacement."""
         handle = self.gateways.pop(gateway_id, None)
+        self.gateway_nodes.pop(gateway_id, None)
         if handle is not None:
             ray.kill(handle, no_restart=True)
         link = self.directory.forget_gateway(gateway_id)
@@ -422,7 +534,8 @@ class RayDeployment:
         logger.info("dropped %d connection(s) of gateway %s", dropped, gateway_id)
         if self.replace_dead_gateways:
             try:
-                await self._spawn_gateway(self.port)
+                (node_id,) = await self._plan_gateway_nodes(1)
+                await self._spawn_gateway(self.port, node_id)
             except Exception:
                 logger.exception("could not start a replacement gateway")
         await self._publish_gateways()
@@ -464,6 +577,7 @@ class RayDeployment:
         for handle in [*self.gateways.values(), *self.shards]:
             ray.kill(handle, no_restart=True)
         self.gateways.clear()
+        self.gateway_nodes.clear()
         self.shards.clear()
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
@@ -475,6 +589,41 @@ async def deploy(server: MeshServer, **options: Any) -> RayDeployment:
     deployment = RayDeployment(server, **options)
     await deployment.start()
     return deployment
+
+
+def drain_node(
+    node_id: str | None = None, *, deployment: str | None = None, namespace: str = NAMESPACE
+) -> dict[str, int]:
+    """Drain every mesh gateway on a Ray node (this process's node by default), of every
+    deployment: each closes its sockets with 1001 "going away" so clients reconnect to a gateway
+    elsewhere, and its supervisor starts the replacement on another node.
+
+    Run it before a node goes away (a KubeRay worker's preStop hook runs ``mesh-actors
+    drain-node``). ``deployment`` (a :class:`RayDeployment`'s ``spec.name``) limits it to one
+    deployment. Needs a connected Ray (:func:`init_ray`); blocking. Returns the number of
+    connections each drained gateway had, by gateway id.
+    """
+    node_id = node_id or str(ray.get_runtime_context().get_node_id())
+    handles = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = entry["name"]
+        if entry["namespace"] != namespace or "-gw-" not in name:
+            continue
+        if deployment is not None and not name.startswith(f"{deployment}-gw-"):
+            continue
+        try:
+            handle = ray.get_actor(name, namespace=namespace)
+            if ray.get(handle.node_id.remote()) == node_id:
+                handles.append((name, handle))
+        except (ValueError, RayActorError):
+            continue  # gone meanwhile
+    drained: dict[str, int] = {}
+    for name, handle in handles:
+        try:
+            drained[name] = int(ray.get(handle.drain.remote()))
+        except RayActorError:
+            continue
+    return drained
 
 
 def gateway_ids(deployment: RayDeployment) -> Iterable[str]:
