@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["MeshSettings"]
@@ -23,7 +23,8 @@ class MeshSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     """TCP port of the gateway (WebSocket and ``GET /healthz``); 0 picks a free port."""
     redis_url: str | None = None
-    """Redis to use, e.g. ``redis://127.0.0.1:6379/0``; unset starts an embedded redis-server."""
+    """Redis to use, e.g. ``redis://127.0.0.1:6379/0``; unset or empty starts an embedded
+    redis-server."""
     key_prefix: str = Field(default="mesh:", min_length=1)
     """Prefix of every Redis key the server writes."""
     redis_timeout: float = Field(default=5.0, gt=0)
@@ -66,3 +67,9 @@ class MeshSettings(BaseSettings):
     sharing a room with the caller, or only the caller's own."""
     rooms_require_guard: bool = False
     """If true, a room that matches no ``guard_room`` pattern cannot be joined from a client."""
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_redis_url_means_embedded(cls, value: object) -> object:
+        # ``MESH_REDIS_URL=`` (set but empty) is how shells and env files spell "unset".
+        return None if isinstance(value, str) and not value.strip() else value
