@@ -1,4 +1,4 @@
-"""The ``mesh-actors`` command line: ``serve`` an app, print the ``version``."""
+"""The ``mesh-actors`` command line: ``serve`` an app, ``bench`` it, print the ``version``."""
 
 from __future__ import annotations
 
@@ -140,6 +140,124 @@ def serve(
         if isinstance(error, (RedisUnavailableError, EmbeddedRedisError)):
             _fail(str(error))
         raise
+
+
+def _items(values: list[str] | None) -> list[str] | None:
+    """Repeatable options that also take comma lists: ``--x a --x b,c`` -> ``[a, b, c]``."""
+    if values is None:
+        return None
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _counts(name: str, value: str | None) -> list[int] | None:
+    """``--clients 1,50`` -> ``[1, 50]`` (a usage error for anything but integers)."""
+    if value is None:
+        return None
+    try:
+        return [int(item) for item in _items([value]) or []]
+    except ValueError:
+        _fail(f"{name} takes a comma list of integers, not {value!r}", 2)
+        return None
+
+
+@app.command()
+def bench(
+    scenario: Annotated[
+        list[str] | None, typer.Option(help="echo, fanout or all; repeatable or a comma list [default: all]")
+    ] = None,
+    runtime: Annotated[
+        list[str] | None, typer.Option(help="inline and/or ray (repeatable or comma list) [default: inline]")
+    ] = None,
+    clients: Annotated[str | None, typer.Option(help="echo: concurrent clients, comma list [1,50]")] = None,
+    subscribers: Annotated[
+        str | None, typer.Option(help="fan-out: room sizes, comma list [100,1000]")
+    ] = None,
+    mode: Annotated[
+        list[str] | None, typer.Option(help="fan-out: flat (closed loop) and/or rate [default: both]")
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="fan-out rate mode: publishes per second [50]")] = None,
+    inflight: Annotated[
+        int | None, typer.Option(help="fan-out flat mode: publishes unanswered at once [1]")
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="measured seconds per run [10]")] = None,
+    warmup: Annotated[float | None, typer.Option(help="unmeasured seconds before each window [2]")] = None,
+    idle: Annotated[
+        float | None, typer.Option(help="fan-out: seconds of CPU-at-rest measurement [3]")
+    ] = None,
+    settle: Annotated[float | None, typer.Option(help="fan-out: pause after joins and leaves [2]")] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="also run the framework-free baseline server(s), for baseline_ratio")
+    ] = True,
+    baseline_library: Annotated[
+        list[str] | None, typer.Option(help="baseline servers: websockets and/or picows [websockets]")
+    ] = None,
+    client: Annotated[
+        str | None, typer.Option(help="generator client: raw, websockets or picows [raw]")
+    ] = None,
+    gateways: Annotated[int | None, typer.Option(help="gateway actors on Ray [2]")] = None,
+    serve_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="extra 'mesh-actors serve' argument, e.g. --serve-arg=--room-shards=1"),
+    ] = None,
+    server_env: Annotated[
+        list[str] | None, typer.Option(help="NAME=VALUE environment for the servers (repeatable)")
+    ] = None,
+    threads: Annotated[bool, typer.Option(help="fan-out: server CPU by thread, context switches")] = False,
+    profile: Annotated[Path | None, typer.Option(help="fan-out: py-spy the mesh processes into DIR")] = None,
+    out: Annotated[Path | None, typer.Option(help="write NAME.jsonl and NAME.png into this folder")] = None,
+    name: Annotated[str | None, typer.Option(help="file stem in --out [bench-<runtime>-<UTC time>]")] = None,
+    quick: Annotated[
+        bool, typer.Option(help="smoke run: inline, C=1,5, S=20, 0.5 s windows (other options still apply)")
+    ] = False,
+    server_cpu: Annotated[int, typer.Option(help="core for the server and its Redis (taskset)")] = 0,
+    generator_cpu: Annotated[int, typer.Option(help="core for this load generator")] = 1,
+    no_pin: Annotated[bool, typer.Option("--no-pin", help="do not pin (e.g. on a one-core machine)")] = False,
+) -> None:
+    """Benchmark echo round trips and room fan-out against a baseline; JSON lines on stdout.
+
+    Each server (baseline, then mesh-actors) runs as a subprocess pinned to --server-cpu; this
+    process generates the load from --generator-cpu. A table goes to stderr. Exit status 1 if a
+    request or delivery was lost, wrong or out of order, or a server did not start.
+    """
+    from .bench import BenchConfigError, BenchOptions, run_bench
+
+    options = BenchOptions.quick() if quick else BenchOptions()
+    scenarios = _items(scenario)
+    if scenarios is not None:
+        options.scenarios = ["echo", "fanout"] if "all" in scenarios else scenarios
+    given: dict[str, Any] = {
+        "runtimes": _items(runtime),
+        "clients": _counts("--clients", clients),
+        "subscribers": _counts("--subscribers", subscribers),
+        "modes": _items(mode),
+        "rate": rate,
+        "inflight": inflight,
+        "duration": duration,
+        "warmup": warmup,
+        "idle": idle,
+        "settle": settle,
+        "baselines": _items(baseline_library),
+        "client": client,
+        "gateways": gateways,
+        "serve_args": serve_arg,
+        "server_env": server_env,
+        "profile": profile,
+        "out": out,
+        "name": name,
+    }
+    for key, value in given.items():
+        if value is not None:
+            setattr(options, key, value)
+    options.threads = threads
+    if not baseline:
+        options.baselines = []
+    options.server_cpu, options.generator_cpu = (None, None) if no_pin else (server_cpu, generator_cpu)
+    try:
+        result = run_bench(options)
+    except BenchConfigError as error:
+        _fail(str(error), 2)
+        return
+    raise typer.Exit(result.status)
 
 
 @app.command("drain-node")
