@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from mesh_actors import CodeError, MeshServer
@@ -199,3 +200,37 @@ async def test_ignored_input_is_counted(inline_server: MeshServer) -> None:
         await c.send('{"command": "x"}')
         await c.call("echo", 1)
     assert gateway.counters == {"not JSON": 1, "no id": 1}
+
+
+async def test_a_text_message_that_is_not_utf8_closes_with_1007(server: MeshServer) -> None:
+    async with raw_client(url_of(server)) as c:
+        await c.ws.send(b'{"id": 1, "command": "echo", "payload": "\xff\xfe"}', text=True)
+        assert await c.closed() == 1007  # "invalid frame payload data" (RFC 6455)
+
+
+async def test_fragmented_messages_keep_their_order_with_whole_ones(server: MeshServer) -> None:
+    """A fragmented message takes websockets' assembler, whole ones a direct path: the answers still
+    come back in the order the commands were sent (echo answers synchronously, in arrival order)."""
+    async with raw_client(url_of(server)) as c:
+        await c.send({"id": 1, "command": "echo", "payload": 1})
+        parts = ['{"id": 2, "command": ', '"echo", "payload": 2}']
+        await c.ws.send(iter(parts))  # an iterable is sent as one fragmented text message
+        for i in range(3, 6):
+            await c.send({"id": i, "command": "echo", "payload": i})
+        answers = [await c.wait_for(lambda f: "id" in f) for _ in range(5)]
+    assert [a["id"] for a in answers] == [1, 2, 3, 4, 5]
+
+
+async def test_commands_sent_before_the_connection_is_ready_are_all_answered(server: MeshServer) -> None:
+    """Frames that arrive while the gateway registers the connection are kept, in order."""
+    import websockets
+
+    async with websockets.connect(url_of(server)) as ws:
+        for i in range(100):  # sent at once, before reading the assign-id frames
+            await ws.send(f'{{"id": {i}, "command": "echo", "payload": {i}}}')
+        ids = []
+        while len(ids) < 100:
+            frame = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+            if "id" in frame:
+                ids.append(frame["id"])
+    assert ids == list(range(100))

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
 from ..protocol.dialect import Dialect
-from ..protocol.frames import encode_push
+from ..protocol.frames import CommandRequest, encode_push
 from ..protocol.heartbeat import HeartbeatState
 from ..protocol.wsframe import text_frame
 from ..server.auth import UpgradeRequest
@@ -58,6 +59,8 @@ class Connection:
         self.heartbeat = HeartbeatState(max_missed_pongs=max_missed_pongs)
         self.server = server
         self.tasks: set[asyncio.Task[None]] = set()
+        self.waiting: deque[CommandRequest] = deque()
+        """Commands received beyond ``max_inflight_commands``, started as running ones finish."""
         """Commands of this connection that are running."""
         self._websocket = websocket
         self._transport: asyncio.WriteTransport = websocket.transport  # type: ignore[assignment]

@@ -34,6 +34,7 @@ from ..server.auth import UpgradeRequest, rejection_of
 from .close_codes import GOING_AWAY, INTERNAL_ERROR, PING_TIMEOUT
 from .connection import Connection
 from .dispatch import answer_invalid, run_command
+from .fastpath import FastPathConnection
 
 if TYPE_CHECKING:
     from ..server.mesh_server import MeshServer
@@ -74,6 +75,7 @@ class Gateway:
             self._handle,
             host,
             port,
+            create_connection=FastPathConnection,
             process_request=self._process_request,
             compression="deflate" if settings.compression else None,
             max_size=settings.max_frame_bytes,
@@ -151,7 +153,7 @@ class Gateway:
 
     # -- one connection --------------------------------------------------------------------------
 
-    async def _handle(self, websocket: ServerConnection) -> None:
+    async def _handle(self, websocket: FastPathConnection) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
@@ -160,7 +162,7 @@ class Gateway:
         finally:
             self._handlers.discard(task)
 
-    async def _serve_connection(self, websocket: ServerConnection) -> None:
+    async def _serve_connection(self, websocket: FastPathConnection) -> None:
         settings = self.settings
         connection = Connection(
             str(uuid.uuid4()),
@@ -191,42 +193,71 @@ class Gateway:
             del self.connections[cid]
             await self._cleanup(connection)
 
-    async def _read_loop(self, connection: Connection, websocket: ServerConnection) -> None:
-        loop = asyncio.get_running_loop()
-        tasks = connection.tasks
-        limit = self.settings.max_inflight_commands
-        server = self.server
+    async def _read_loop(self, connection: Connection, websocket: FastPathConnection) -> None:
+        # Whole text messages arrive through the fast path (see .fastpath); this loop sees the
+        # rest (fragmented or binary messages) and ends when the connection closes.
+        websocket.attach(lambda data: self._on_message(connection, websocket, data, True))
         try:
             async for message in websocket:
-                event = decode_frame(message)
-                kind = type(event)
-                if kind is CommandRequest:
-                    assert isinstance(event, CommandRequest)
-                    if connection.dialect is None:
-                        split = split_builtin(event.command)
-                        if split is not None:
-                            connection.dialect = split[0]
-                    if len(tasks) >= limit:
-                        # Backpressure: stop reading this socket until a command finishes.
-                        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                    task = loop.create_task(run_command(server, connection, event))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                elif kind is Pong:
-                    connection.heartbeat.on_pong()
-                elif kind is LatencyResponse:
-                    connection.heartbeat.on_latency_response(time.monotonic())
-                elif kind is InvalidRequest:
-                    assert isinstance(event, InvalidRequest)
-                    self._count("invalid-request")
-                    answer_invalid(connection, event)
-                else:
-                    self._count(getattr(event, "reason", "ignored"))
+                self._on_message(connection, websocket, message, False)
         except ConnectionClosed:
             pass
 
+    def _on_message(
+        self, connection: Connection, websocket: FastPathConnection, data: str | bytes, text: bool
+    ) -> None:
+        """Handle one inbound message: start its command, or note a heartbeat reply."""
+        event = decode_frame(data)
+        kind = type(event)
+        if kind is CommandRequest:
+            assert isinstance(event, CommandRequest)
+            if connection.dialect is None:
+                split = split_builtin(event.command)
+                if split is not None:
+                    connection.dialect = split[0]
+            if len(connection.tasks) >= self.settings.max_inflight_commands:
+                # Backpressure: queue it and stop reading this socket until a command finishes.
+                connection.waiting.append(event)
+                websocket.pause_reading()
+            else:
+                self._start_command(connection, websocket, event)
+        elif kind is Pong:
+            connection.heartbeat.on_pong()
+        elif kind is LatencyResponse:
+            connection.heartbeat.on_latency_response(time.monotonic())
+        elif kind is InvalidRequest:
+            assert isinstance(event, InvalidRequest)
+            self._count("invalid-request")
+            answer_invalid(connection, event)
+        else:
+            if text and isinstance(data, bytes) and getattr(event, "reason", "") == "not JSON":
+                try:
+                    data.decode()
+                except UnicodeDecodeError as error:
+                    websocket.fail_invalid_text(error)
+                    return
+            self._count(getattr(event, "reason", "ignored"))
+
+    def _start_command(
+        self, connection: Connection, websocket: FastPathConnection, request: CommandRequest
+    ) -> None:
+        tasks = connection.tasks
+        task = asyncio.get_running_loop().create_task(run_command(self.server, connection, request))
+        tasks.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            tasks.discard(done)
+            waiting = connection.waiting
+            if waiting and not done.cancelled():
+                self._start_command(connection, websocket, waiting.popleft())
+            if not waiting:
+                websocket.resume_reading()
+
+        task.add_done_callback(finished)
+
     async def _cleanup(self, connection: Connection) -> None:
         """Forget a departed connection everywhere: its commands, its registry entry, its rooms."""
+        connection.waiting.clear()
         for task in list(connection.tasks):
             # Its replies could not be delivered any more; stop them before removing its state.
             task.cancel()
