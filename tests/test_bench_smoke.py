@@ -102,6 +102,7 @@ async def test_quick_bench_counts_everything_and_loses_nothing(bench_extra: None
         else:
             check_fanout(record)
         assert record["baseline_ratio"] is not None  # the baseline ran first, at the same loads
+        assert record["python_loop_ns"] > 0  # the machine-speed reference of this run
         if record["target"] == "baseline-websockets":
             assert record["baseline_ratio"] == 1.0
     assert "echo round trip" in stderr and "room fan-out" in stderr  # the human tables

@@ -14,6 +14,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import IO, Any
 
+from .calibrate import python_loop_ns
 from .echo import run_client_sets
 from .fanout import run_subscriber_sets
 from .options import BENCH_EXTRA, BenchOptions
@@ -109,6 +110,7 @@ def run_bench(
         reporter.also_write_to(file)
     if options.profile is not None:
         options.profile.mkdir(parents=True, exist_ok=True)
+    reporter.machine["python_loop_ns"] = python_loop_ns(options.server_cpu)
     try:
         status, loop = run_pinned(lambda: run_targets(options, reporter), options.generator_cpu)
     finally:
@@ -122,7 +124,9 @@ def run_bench(
         reporter.progress(
             f"\nserver tree on cpu {options.server_cpu}, generator on cpu {options.generator_cpu} "
             f"({options.client} client, websockets {version('websockets')}, {loop}, Python "
-            f"{sys.version.split()[0]}); srv = server process tree, net = minus its CPU at rest, "
+            f"{sys.version.split()[0]}; machine speed: {reporter.machine['python_loop_ns']} ns per "
+            "pure-Python loop iteration on the server's core); "
+            "srv = server process tree, net = minus its CPU at rest, "
             "oth = every other process on the machine (100 = one core), "
             "x base = server CPU per unit / the websockets baseline's, x inl = / inline's"
         )

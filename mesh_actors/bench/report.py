@@ -86,6 +86,8 @@ class Reporter:
         self._files: list[IO[str]] = []
         self._references: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
         """target -> load key -> record, for the ratio targets (the baseline and inline)."""
+        self.machine: dict[str, Any] = {}
+        """Facts about the machine added to every record (e.g. ``python_loop_ns``)."""
 
     def also_write_to(self, file: IO[str]) -> None:
         """Copy every JSON line into ``file`` too (the ``--out`` results file)."""
@@ -97,6 +99,7 @@ class Reporter:
 
     def result(self, record: dict[str, Any]) -> dict[str, Any]:
         """Add the ratios to ``record``, print its JSON line, keep it; returns it."""
+        record.update(self.machine)
         key = load_key(record)
         reference = self._references.get(REFERENCE_TARGET, {}).get(key)
         if record["target"] == REFERENCE_TARGET:
