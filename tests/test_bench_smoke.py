@@ -115,3 +115,23 @@ async def test_bad_options_are_usage_errors() -> None:
     assert "--scenario must be among echo, fanout" in stderr and "--clients must be between" in stderr
     status, _, stderr = await run_bench_cli("--clients", "one")
     assert status == 2 and "comma list of integers" in stderr
+
+
+async def test_the_node_reference_can_be_measured_in_the_same_run(
+    bench_extra: None, node_modules: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--baseline-library node``: the original Node server, with its own embedded Redis, counted
+    the same way (every echo answered, every publish delivered to every subscriber in order)."""
+    monkeypatch.setenv("MESH_NODE_REFERENCE", str(Path(__file__).parent / "interop" / "js"))
+    status, stdout, stderr = await run_bench_cli(
+        "--quick", "--baseline-library", "node", "--runtime", "inline", *pinning_args()
+    )
+    assert status == 0, stderr[-3000:]
+    records = [json.loads(line) for line in stdout.splitlines()]
+    node = [r for r in records if r["target"] == "baseline-node"]
+    assert len(node) == 4 and "@prsm/realtime" in stderr
+    for record in node:
+        if record["scenario"] == "echo":
+            check_echo(record)
+        else:
+            check_fanout(record)

@@ -1,6 +1,6 @@
 """The room fan-out scenario: S subscribers, one publisher, flat out or at a fixed rate.
 
-Per subscriber set: S clients connect and send ``mesh/join-room {roomName}`` (each awaits its
+Per subscriber set: S clients connect and send ``rt/join-room {roomName}`` (each awaits its
 answer), and one publisher connects (not a member); the server tree's CPU at rest is measured. Per
 mode, the publisher sends ``publish {roomName, payload: {r, s, t}}`` (run id, sequence number, send
 time in ns), ``flat`` (closed loop, ``inflight`` unanswered at once) or ``rate`` (open loop, ``rate``
@@ -66,7 +66,10 @@ async def subscriber_set(
             client = await open_client(kind, hub, port)
             clients.append(client)
             answer = await asyncio.wait_for(
-                client.command("mesh/join-room", {"roomName": room}), COMMAND_TIMEOUT_S
+                # The rt/ spelling: mesh-actors and the baselines take both dialects, the Node
+                # reference (@prsm/realtime) only this one.
+                client.command("rt/join-room", {"roomName": room}),
+                COMMAND_TIMEOUT_S,
             )
             if not isinstance(answer, dict) or answer.get("success") is not True:
                 raise RuntimeError(f"join-room answered {str(answer)[:200]}")

@@ -17,7 +17,7 @@ from .wsclient import CLIENT_KINDS
 SCENARIOS = ("echo", "fanout")
 RUNTIMES = ("inline", "ray")
 MODES = ("flat", "rate")
-BASELINE_LIBRARIES = ("websockets", "picows")
+BASELINE_LIBRARIES = ("websockets", "picows", "node")
 REFERENCE_BASELINE = "websockets"
 """The gateway's own WebSocket library: ``baseline_ratio`` is relative to its baseline server."""
 
@@ -120,6 +120,12 @@ class BenchOptions:
         needs_picows = self.client == "picows" or "picows" in self.baselines
         if needs_picows and importlib.util.find_spec("picows") is None:
             problems.append(f"picows (--client picows, --baseline-library picows) is missing: {BENCH_EXTRA}")
+        if "node" in self.baselines:
+            from .node_reference import problem
+
+            node_problem = problem()
+            if node_problem:
+                problems.append(node_problem)
         if "ray" in self.runtimes and importlib.util.find_spec("ray") is None:
             problems.append("--runtime ray needs Ray: pip install 'mesh-actors[ray]'")
         if self.profile is not None and shutil.which("py-spy") is None:

@@ -44,7 +44,10 @@ def mesh_command(runtime: str, gateways: int, extra: Sequence[str] = ()) -> list
 
 
 def baseline_command(library: str) -> list[str]:
-    """The framework-free baseline server on ``library`` (``websockets`` or ``picows``)."""
+    """The framework-free baseline server on ``library`` (``websockets`` or ``picows``), or the
+    original Node server (``node``, see :mod:`.node_reference`)."""
+    if library == "node":
+        return [sys.executable, "-m", "mesh_actors.bench.node_reference", "--port", "0"]
     return [sys.executable, "-m", "mesh_actors.bench.baseline", "--library", library, "--port", "0"]
 
 

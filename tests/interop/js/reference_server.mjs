@@ -17,6 +17,7 @@
 //   throws          -> throws new Error("boom")
 //   broadcast-room  {roomName, command, payload} -> server.broadcastRoom(...), returns true
 //   set-room-meta   {roomName, metadata}         -> roomManager.setMetadata(...), returns true
+//   publish         {roomName, payload}          -> broadcastRoom(roomName, "room-message", payload)
 
 import { createServer } from "node:http"
 import { RealtimeServer } from "@prsm/realtime"
@@ -102,6 +103,12 @@ async function main() {
   server.exposeCommand("broadcast-room", async (ctx) => {
     const { roomName, command, payload } = ctx.payload
     await server.broadcastRoom(roomName, command, payload)
+    return true
+  })
+  // For `mesh-actors bench --baseline-library node` (the Node reference as a target):
+  server.exposeCommand("publish", async (ctx) => {
+    const { roomName, payload } = ctx.payload
+    await server.broadcastRoom(roomName, "room-message", payload)
     return true
   })
   server.exposeCommand("set-room-meta", async (ctx) => {
