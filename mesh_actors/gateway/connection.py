@@ -70,6 +70,11 @@ class Connection:
         self._close_timeout = close_timeout
 
     @property
+    def websocket(self) -> ServerConnection:
+        """The websockets connection underneath (a ``FastPathConnection`` in the gateway)."""
+        return self._websocket
+
+    @property
     def remote_address(self) -> Any:
         """``(host, port)`` of the client."""
         return self.request.remote_address
