@@ -73,3 +73,50 @@ async def test_commands_beyond_the_inflight_limit_wait_instead_of_failing(make_s
         answers = [await c.wait_for(lambda f, i=i: f.get("id") == i) for i in range(10)]
     assert [a["payload"] for a in answers] == list(range(10))
     assert peak == 3
+
+
+async def test_queued_commands_that_finish_at_once_all_run(make_server: ServerFactory) -> None:
+    """Commands queued beyond the limit are started as slots free up, including those that finish
+    without waiting (they take no slot, so several start at once)."""
+    release = asyncio.Event()
+
+    def setup(server: MeshServer) -> None:
+        @server.command("hold")
+        async def hold(ctx: Any) -> int:
+            await release.wait()
+            return ctx.payload
+
+        server.expose_command("now", lambda ctx: ctx.payload)
+
+    server = await make_server(setup=setup, max_inflight_commands=2)
+    async with raw_client(url_of(server)) as c:
+        await c.send({"id": 0, "command": "hold", "payload": 0})
+        await c.send({"id": 1, "command": "hold", "payload": 1})
+        for i in range(2, 8):
+            await c.send({"id": i, "command": "now", "payload": i})
+        release.set()
+        answers = {}
+        for _ in range(8):
+            frame = await c.wait_for(lambda f: f.get("id") in range(8))
+            answers[frame["id"]] = frame["payload"]
+    assert answers == {i: i for i in range(8)}  # a queue that stalled would time out instead
+
+
+async def test_a_context_variable_set_in_a_handler_survives_its_awaits(make_server: ServerFactory) -> None:
+    """What a handler sets in a ContextVar stays within its own command, across its awaits."""
+    import contextvars
+
+    current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="unset")
+
+    def setup(server: MeshServer) -> None:
+        @server.command("remember")
+        async def remember(ctx: Any) -> list[str]:
+            before = current.get()
+            current.set(ctx.payload)
+            await asyncio.sleep(0)
+            return [before, current.get()]
+
+    server = await make_server(setup=setup)
+    async with raw_client(url_of(server)) as c:
+        assert await c.call("remember", "a") == ["unset", "a"]
+        assert await c.call("remember", "b") == ["unset", "b"]  # nothing leaked from the first
