@@ -59,7 +59,7 @@ async def run_command(server: MeshServer, connection: Connection, request: Comma
             request.command,
             {"error": f"Response is not JSON-serializable: {error}", "code": "ESERVER", "name": "TypeError"},
         )
-    connection.send_json(frame)
+    connection.answer(frame)
 
 
 def answer_invalid(connection: Connection, request: InvalidRequest) -> None:

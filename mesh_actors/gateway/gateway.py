@@ -34,6 +34,7 @@ from ..server.auth import UpgradeRequest, rejection_of
 from .close_codes import GOING_AWAY, INTERNAL_ERROR, PING_TIMEOUT
 from .connection import Connection
 from .dispatch import answer_invalid, run_command
+from .eager import start_eagerly
 from .fastpath import FastPathConnection
 
 if TYPE_CHECKING:
@@ -241,14 +242,19 @@ class Gateway:
     def _start_command(
         self, connection: Connection, websocket: FastPathConnection, request: CommandRequest
     ) -> None:
+        task = start_eagerly(run_command(self.server, connection, request))
+        if task is None:
+            return  # answered without waiting: no task needed
         tasks = connection.tasks
-        task = asyncio.get_running_loop().create_task(run_command(self.server, connection, request))
         tasks.add(task)
 
         def finished(done: asyncio.Task[None]) -> None:
             tasks.discard(done)
             waiting = connection.waiting
-            if waiting and not done.cancelled():
+            if done.cancelled():
+                return  # the connection is going away
+            # Commands that complete without waiting make no task: start as many as fit.
+            while waiting and len(tasks) < self.settings.max_inflight_commands:
                 self._start_command(connection, websocket, waiting.popleft())
             if not waiting:
                 websocket.resume_reading()
