@@ -64,6 +64,8 @@ class FastPathConnection(ServerConnection):
         """None until the connection is open; then whether frames are split here (see module doc)."""
         self._pending = bytearray()
         """Bytes of a frame that is not complete yet (own parser only)."""
+        self._needed = 0
+        """Length of that frame when its header is complete (no parsing until it is all here)."""
 
     @property
     def splits_frames(self) -> bool:
@@ -91,8 +93,11 @@ class FastPathConnection(ServerConnection):
             return
         if self._pending:
             self._pending += data
+            if len(self._pending) < self._needed:
+                return  # a large frame still arriving: do not copy it again for every read
             data = bytes(self._pending)
             self._pending.clear()
+        self._needed = 0
         self._split_frames(data)
 
     def _split_frames(self, data: bytes) -> None:
@@ -124,6 +129,7 @@ class FastPathConnection(ServerConnection):
                 return
             end = offset + header + (4 if masked else 0) + length
             if end > size:
+                self._needed = end - offset
                 break
             whole_text = (first, masked) == _TEXT_FIN_MASKED and not self._slow_path
             if whole_text and self.protocol.state is State.OPEN:
