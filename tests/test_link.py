@@ -179,3 +179,30 @@ async def test_call_timeout() -> None:
     finally:
         await link.close()
         await server.close()
+
+
+async def test_one_server_hosts_several_actors_by_name() -> None:
+    first, second = Target(), Target()
+    server = LinkServer({"shard-a": first, "shard-b": second}, TOKEN, name="host")
+    address = await server.start("127.0.0.1")
+
+    async def resolve() -> tuple[str, int]:
+        return address
+
+    to_a = Link("shard-a", resolve, TOKEN)
+    to_b = Link("shard-b", resolve, TOKEN)
+    stranger = Link("shard-c", resolve, TOKEN, reconnect_window=0.5, call_timeout=5)
+    try:
+        to_a.tell("note", "for a")
+        to_b.tell("note", "for b")
+        assert await to_a.call("add", 1, 2) == 3
+        assert await to_b.call("add", 2, 2) == 4
+        assert (first.told, second.told) == (["for a"], ["for b"])
+        with pytest.raises(CodeError) as refused:  # this process hosts no actor of that name
+            await stranger.call("add", 1, 1)
+        assert refused.value.code == "EUNAVAILABLE"
+        assert await to_a.call("add", 0, 1) == 1  # the refusal touched no other link
+    finally:
+        for link in (to_a, to_b, stranger):
+            await link.close()
+        await server.close()

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Coroutine, Generator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-__all__ = ["start_eagerly"]
+__all__ = ["start_eagerly", "step_eagerly"]
+
+T = TypeVar("T")
 
 
 def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
@@ -22,28 +24,37 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
 
     An exception raised before the first suspension propagates to the caller.
     """
+    return step_eagerly(coro)[1]
+
+
+def step_eagerly(coro: Coroutine[Any, Any, T]) -> tuple[T | None, asyncio.Task[T] | None]:
+    """Run ``coro`` until it first suspends: ``(result, None)`` if it finished, else
+    ``(None, task)`` with a task that continues it and ends with its result.
+
+    An exception raised before the first suspension propagates to the caller.
+    """
     context = contextvars.copy_context()
     try:
         first = context.run(coro.send, None)
-    except StopIteration:
-        return None
-    return asyncio.get_running_loop().create_task(_continue(coro, first), context=context)
+    except StopIteration as finished:
+        return finished.value, None
+    return None, asyncio.get_running_loop().create_task(_continue(coro, first), context=context)
 
 
-async def _continue(coro: Coroutine[Any, Any, None], first: Any) -> None:
-    await _Resume(coro, first)
+async def _continue(coro: Coroutine[Any, Any, T], first: Any) -> T:
+    return await _Resume(coro, first)
 
 
-class _Resume:
+class _Resume(Generic[T]):
     """Awaitable that hands a started coroutine's pending future to the task, then drives it."""
 
     __slots__ = ("_coro", "_first")
 
-    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, T], first: Any) -> None:
         self._coro = coro
         self._first = first
 
-    def __await__(self) -> Generator[Any, Any, None]:
+    def __await__(self) -> Generator[Any, Any, T]:
         coro, value = self._coro, self._first
         while True:
             try:
@@ -54,10 +65,10 @@ class _Resume:
             except BaseException as error:  # cancellation included: the coroutine decides
                 try:
                     value = coro.throw(error)
-                except StopIteration:
-                    return
+                except StopIteration as finished:
+                    return finished.value  # type: ignore[no-any-return]
             else:
                 try:
                     value = coro.send(sent)
-                except StopIteration:
-                    return
+                except StopIteration as finished:
+                    return finished.value  # type: ignore[no-any-return]

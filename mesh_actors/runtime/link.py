@@ -3,15 +3,16 @@
 Ray actor calls cost ~1.5 ms each here; a plain asyncio stream carries ~100k messages/s. So
 gateways and shards talk over these links and use Ray only to find each other (control plane).
 
-- :class:`LinkServer` exposes one actor object: every frame names a public method and its
-  arguments; ``call`` frames get a reply, ``tell`` frames do not.
+- :class:`LinkServer` exposes one actor object, or several hosted by one process (a Ray worker
+  hosting several shards): every frame names a public method and its arguments; ``call`` frames get
+  a reply, ``tell`` frames do not.
 - :class:`Link` is an :class:`~mesh_actors.actors.links.ActorRef` to a remote actor. Frames sent in
   one event-loop tick leave in one write (coalescing). When the peer goes away, calls already sent
   fail with ``EUNAVAILABLE``; later messages wait (bounded) while the link resolves the actor's
   address again through the control plane and reconnects, e.g. after Ray restarted the actor.
 
-Both ends authenticate with a shared token sent as the first, unpickled frame: nothing is
-unpickled from a peer that has not proven it belongs to the deployment.
+A link opens with two raw (unpickled) frames: the deployment's shared token, then the name of the
+actor it wants. Nothing is unpickled from a peer that has not proven it belongs to the deployment.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import itertools
 import logging
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
+from ..gateway.eager import step_eagerly
 from ..protocol.errors import CodeError
 from .framing import FrameReader, FramingError, encode
 
@@ -35,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 CALL, TELL, REPLY = 1, 2, 3
 _LENGTH = struct.Struct("!I")
-_MAX_TOKEN = 1024
+_MAX_OPENING = 1024
+"""Largest token or actor name a link may open with."""
 
 Resolver = Callable[[], Awaitable[tuple[str, int]]]
 
@@ -49,8 +52,10 @@ class LinkGoneError(Exception):
     """Raised by a resolver when the actor is gone for good: stop reconnecting at once."""
 
 
-def _token_frame(token: bytes) -> bytes:
-    return _LENGTH.pack(len(token)) + token
+def _opening(token: bytes, name: str) -> bytes:
+    """The raw frames a link starts with: the token, then the name of the actor it wants."""
+    encoded = name.encode()
+    return _LENGTH.pack(len(token)) + token + _LENGTH.pack(len(encoded)) + encoded
 
 
 class _Outbox:
@@ -85,10 +90,16 @@ class _Outbox:
 
 
 class LinkServer:
-    """Serves the public methods of ``target`` to authenticated links."""
+    """Serves the public methods of ``target`` to authenticated links.
+
+    ``target`` is one actor object (every link gets it, whatever name it asks for), or a mapping
+    of actor names to objects hosted by this process (a link gets the one it names; a link naming
+    another is refused).
+    """
 
     def __init__(self, target: Any, token: bytes, *, name: str = "") -> None:
-        self.target = target
+        self.targets: Mapping[str, Any] | None = target if isinstance(target, Mapping) else None
+        self.target = None if self.targets is not None else target
         self.name = name or type(target).__name__
         self._token = token
         self._server: asyncio.Server | None = None
@@ -117,6 +128,8 @@ class _ServerProtocol(asyncio.Protocol):
         self._reader = FrameReader()
         self._pending = bytearray()
         self._authenticated = False
+        self._target: Any = None
+        """The actor this link asked for (set once the opening frames were read)."""
         self._transport: asyncio.Transport | None = None
         self._outbox = _Outbox(asyncio.get_running_loop())
 
@@ -135,9 +148,9 @@ class _ServerProtocol(asyncio.Protocol):
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        if not self._authenticated:
-            data = self._authenticate(data)
-            if not data:
+        if self._target is None:
+            data = self._open(data)
+            if self._target is None:
                 return
         try:
             messages = self._reader.feed(data)
@@ -148,25 +161,50 @@ class _ServerProtocol(asyncio.Protocol):
         for message in messages:
             self._dispatch(message)
 
-    def _authenticate(self, data: bytes) -> bytes:
+    def _raw_frame(self) -> bytes | None:
+        """The next raw opening frame in the pending bytes, or None until it is complete."""
         pending = self._pending
-        pending += data
         if len(pending) < 4:
-            return b""
+            return None
         (length,) = _LENGTH.unpack_from(pending)
-        if length > _MAX_TOKEN:
-            self.abort()
-            return b""
+        if length > _MAX_OPENING:
+            raise FramingError(f"opening frame of {length} bytes")
         if len(pending) < 4 + length:
-            return b""
-        token = bytes(pending[4 : 4 + length])
-        rest = bytes(pending[4 + length :])
-        self._pending = bytearray()
-        if not hmac.compare_digest(token, self._server._token):
-            logger.warning("link to %s: wrong token, closing", self._server.name)
+            return None
+        frame = bytes(pending[4 : 4 + length])
+        del pending[: 4 + length]
+        return frame
+
+    def _open(self, data: bytes) -> bytes:
+        """Consume the token and actor-name frames; returns the bytes after them."""
+        self._pending += data
+        try:
+            if not self._authenticated:
+                token = self._raw_frame()
+                if token is None:
+                    return b""
+                if not hmac.compare_digest(token, self._server._token):
+                    logger.warning("link to %s: wrong token, closing", self._server.name)
+                    self.abort()
+                    return b""
+                self._authenticated = True
+            wanted = self._raw_frame()
+        except FramingError as error:
+            logger.warning("link to %s: %s, closing", self._server.name, error)
             self.abort()
             return b""
-        self._authenticated = True
+        if wanted is None:
+            return b""
+        targets = self._server.targets
+        if targets is None:
+            self._target = self._server.target
+        else:
+            self._target = targets.get(wanted.decode(errors="replace"))
+            if self._target is None:
+                logger.warning("link to %s: no actor %r here, closing", self._server.name, wanted)
+                self.abort()
+                return b""
+        rest, self._pending = bytes(self._pending), bytearray()
         return rest
 
     def _dispatch(self, message: tuple[Any, ...]) -> None:
@@ -182,15 +220,18 @@ class _ServerProtocol(asyncio.Protocol):
         try:
             if method.startswith("_"):
                 raise CodeError(f"method {method!r} is not exposed", "EINVALID", "LinkError")
-            result = getattr(self._server.target, method)(*args)
+            result = getattr(self._target, method)(*args)
+            if inspect.iscoroutine(result):
+                # Run it now, as far as it goes without waiting (a broadcast never waits): its
+                # messages and its reply then leave in this tick's writes, and no task is made.
+                result, task = step_eagerly(result)
+                if task is not None:
+                    task.add_done_callback(lambda done: self._finish_task(seq, method, done))
+                    return
         except Exception as error:
             self._finish(seq, method, False, error)
             return
-        if inspect.iscoroutine(result):
-            task = asyncio.get_running_loop().create_task(result)
-            task.add_done_callback(lambda done: self._finish_task(seq, method, done))
-        else:
-            self._finish(seq, method, True, result)
+        self._finish(seq, method, True, result)
 
     def _finish_task(self, seq: int | None, method: str, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
@@ -334,7 +375,7 @@ class Link:
                     delay = min(delay * 2, 0.5)
                     continue
                 transport = cast(asyncio.Transport, transport)
-                transport.write(_token_frame(self._token))
+                transport.write(_opening(self._token, self.name))
                 self._transport = transport
                 self._outbox.attach(transport)
                 backlog, self._backlog = self._backlog, []
