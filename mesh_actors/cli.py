@@ -83,12 +83,16 @@ def serve(
     connection_shards: Annotated[
         int | None, typer.Option(help="ConnectionShard actors [default: settings, 2]")
     ] = None,
+    shard_hosts: Annotated[
+        int | None,
+        typer.Option(help="Ray processes hosting the shards (ray) [default: one per room/connection pair]"),
+    ] = None,
 ) -> None:
     """Serve a MeshServer defined in MODULE:ATTR (inline by default, or on Ray)."""
     if runtime not in ("inline", "ray"):
         _fail(f"--runtime must be 'inline' or 'ray', not {runtime!r}", 2)
-    if runtime == "inline" and (address is not None or gateways is not None):
-        _fail("--address and --gateways need --runtime ray", 2)
+    if runtime == "inline" and (address is not None or gateways is not None or shard_hosts is not None):
+        _fail("--address, --gateways and --shard-hosts need --runtime ray", 2)
     if runtime == "ray" and importlib.util.find_spec("ray") is None:
         _fail("--runtime ray needs Ray: pip install 'mesh-actors[ray]'", 2)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -106,6 +110,7 @@ def serve(
         "redis_url": redis_url,
         "room_shards": room_shards,
         "connection_shards": connection_shards,
+        "shard_hosts": shard_hosts,
     }
     overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
     if overrides:
@@ -113,6 +118,11 @@ def serve(
             server.settings = MeshSettings(**{**server.settings.model_dump(), **overrides})
         except ValidationError as error:
             _fail(f"invalid option: {error.errors(include_url=False)[0]['msg']}", 2)
+
+    settings = server.settings
+    shards = settings.room_shards + settings.connection_shards
+    if settings.shard_hosts is not None and settings.shard_hosts > shards:
+        _fail(f"--shard-hosts {settings.shard_hosts} is more than the {shards} shards there are to host", 2)
 
     def ready(running: MeshServer) -> None:
         redis = running.settings.redis_url or "embedded"
@@ -195,6 +205,9 @@ def bench(
         str | None, typer.Option(help="generator client: raw, websockets or picows [raw]")
     ] = None,
     gateways: Annotated[int | None, typer.Option(help="gateway actors on Ray [2]")] = None,
+    shard_hosts: Annotated[
+        int | None, typer.Option(help="processes hosting the shards on Ray [one per room/connection pair]")
+    ] = None,
     serve_arg: Annotated[
         list[str] | None,
         typer.Option(help="extra 'mesh-actors serve' argument, e.g. --serve-arg=--room-shards=1"),
@@ -239,6 +252,7 @@ def bench(
         "baselines": _items(baseline_library),
         "client": client,
         "gateways": gateways,
+        "shard_hosts": shard_hosts,
         "serve_args": serve_arg,
         "server_env": server_env,
         "profile": profile,

@@ -145,6 +145,26 @@ def test_invalid_option_is_reported() -> None:
     assert "invalid option" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shard-hosts", "2"], "--address, --gateways and --shard-hosts need --runtime ray"),
+        (["--gateways", "2"], "--address, --gateways and --shard-hosts need --runtime ray"),
+        (
+            ["--runtime", "ray", "--room-shards", "2", "--connection-shards", "1", "--shard-hosts", "4"],
+            "--shard-hosts 4 is more than the 3 shards there are to host",
+        ),
+    ],
+)
+def test_ray_options_are_checked_before_anything_starts(args: list[str], message: str) -> None:
+    result = run_cli("serve", CHAT, *args)
+    if "--runtime" in args and "needs Ray" in result.stderr:
+        pytest.skip("needs the ray extra")  # the ray check comes first
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_serve_on_embedded_redis_answers_and_stops_cleanly() -> None:
     with serving(CHAT, env=env_with()) as (process, port, elapsed):
         print(f"mesh-actors serve (embedded Redis) ready after {elapsed:.2f}s")
@@ -224,7 +244,8 @@ def test_serve_on_ray_drains_gateways_on_sigterm(redis_url: str, key_prefix: str
         print(f"mesh-actors serve --runtime ray (local Ray, 2 gateways) ready after {elapsed:.2f}s")
 
         titles = descendant_titles(process.pid)
-        assert sum(title.startswith("ray::ShardHost") for title in titles) == 4  # 1 room + 3 connection
+        # 2 room + 2 connection shards (the defaults), one room/connection pair per process
+        assert sum(title.startswith("ray::ShardHost") for title in titles) == 2
         assert sum(title.startswith("ray::GatewayHost") for title in titles) == 2
 
         async def talk() -> tuple[Any, int | None]:

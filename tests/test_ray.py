@@ -18,8 +18,11 @@ from tests.wire import RawClient, raw_client
 pytestmark = pytest.mark.ray
 
 FAILOVER_BOUND = 5.0
-"""Seconds within which a dead gateway's connections are gone from the shards (documented: the
-watch interval, 0.5 s by default, plus the drop itself; 5 s leaves room for a loaded CI machine)."""
+"""Seconds within which a dead gateway's connections are gone from the shards (documented: Ray's
+notice of the death, under a second, plus the drop itself; 5 s leaves room for a loaded CI machine)."""
+
+NO_PROBES = 600.0
+"""A watch interval no test outlives: deaths and drains must be noticed without the periodic probe."""
 
 
 @pytest.fixture
@@ -87,7 +90,7 @@ async def test_room_broadcast_and_metadata_cross_gateways(shared_ray_server: Mes
 
 
 async def test_gateway_failover(deploy: Any) -> None:
-    server, deployment = await deploy(watch_interval=0.2)
+    server, deployment = await deploy(watch_interval=NO_PROBES)
     room = unique("failover")
     url = url_of(server)
     clients = [MeshClient(url, reconnect_initial_delay=0.05, reconnect_max_delay=0.3) for _ in range(8)]
@@ -130,8 +133,10 @@ async def test_gateway_failover(deploy: Any) -> None:
             await client.close()
 
 
-async def test_room_shard_restart_keeps_membership_and_metadata(deploy: Any) -> None:
-    server, deployment = await deploy(gateways=1)
+@pytest.mark.parametrize("shard_hosts", [None, 1], ids=["host-per-pair", "one-host"])
+async def test_room_shard_restart_keeps_membership_and_metadata(deploy: Any, shard_hosts: int | None) -> None:
+    server, deployment = await deploy(gateways=1, shard_hosts=shard_hosts)
+    assert len(deployment.shards) == (shard_hosts or 2)
     room = unique("restart")
     async with raw_client(url_of(server)) as a, raw_client(url_of(server)) as b:
         await a.call("mesh/join-room", {"roomName": room})
@@ -153,6 +158,41 @@ async def test_room_shard_restart_keeps_membership_and_metadata(deploy: Any) -> 
         }
         assert await server.broadcast_room(room, "after-restart", 1) == 2
         assert (await a.push("after-restart"))["payload"] == 1
+
+
+def test_shards_are_dealt_to_hosts_in_order() -> None:
+    from mesh_actors.runtime.ray import DeploymentSpec
+
+    def spec(rooms: int, connections: int, hosts: int = 0) -> DeploymentSpec:
+        return DeploymentSpec("d", "ns", b"t", rooms, connections, "redis://x", "p:", shard_hosts=hosts)
+
+    paired = spec(2, 2)
+    assert paired.host_count == 2
+    assert [name for _, _, name in paired.hosted_by(0)] == ["d-room-0", "d-conn-0"]
+    assert [name for _, _, name in paired.hosted_by(1)] == ["d-room-1", "d-conn-1"]
+    assert paired.host_of("d-conn-1") == "d-shards-1"
+    assert paired.host_of("d-gw-1234") == "d-gw-1234"  # gateways host themselves
+
+    uneven = spec(1, 3)
+    assert uneven.host_count == 3
+    hosted = [[name for _, _, name in uneven.hosted_by(h)] for h in range(3)]
+    assert hosted == [["d-room-0", "d-conn-2"], ["d-conn-0"], ["d-conn-1"]]
+
+    single = spec(2, 2, hosts=1)
+    assert [kind for kind, _, _ in single.hosted_by(0)] == ["room", "room", "connection", "connection"]
+    assert {single.host_of(name) for _, _, name in single.shard_names()} == {"d-shards-0"}
+
+    every = spec(2, 2, hosts=4)
+    assert sorted(every.host_of(name) for _, _, name in every.shard_names()) == [
+        f"d-shards-{h}" for h in range(4)
+    ]
+
+
+async def test_more_shard_hosts_than_shards_is_refused() -> None:
+    from mesh_actors.runtime.ray import RayDeployment
+
+    with pytest.raises(ValueError, match="exceeds the 4 shards"):
+        RayDeployment(MeshServer(), shard_hosts=5)
 
 
 async def test_server_api_from_the_driver_reports_unknown_connections(shared_ray_server: MeshServer) -> None:
@@ -181,7 +221,7 @@ async def test_a_failed_start_removes_every_actor(deploy: Any) -> None:
 async def test_draining_a_node_moves_its_gateways_elsewhere(deploy: Any) -> None:
     import ray
 
-    server, deployment = await deploy(watch_interval=0.2)
+    server, deployment = await deploy(watch_interval=NO_PROBES)
     room = unique("drain")
     async with AsyncExitStack() as stack:
         a, b = await clients_on_two_gateways(stack, server)

@@ -4,9 +4,10 @@ Ray does placement (gateways spread over nodes, several per node sharing one por
 SO_REUSEPORT), naming, restarts and health; it is the control plane only. Actors talk over the
 data-plane links of :mod:`.link`, finding each other's addresses through named Ray actors.
 
-- :class:`ShardHost` wraps one RoomShard or ConnectionShard. It is restartable: after a crash Ray
-  re-creates it, and the first link that asks for its address makes it rebuild its slice from Redis
-  before it serves anything.
+- :class:`ShardHost` hosts some of the RoomShards and ConnectionShards (by default one of each:
+  every Ray worker process costs ~0.6 % of a core at rest, whatever it runs). It is restartable:
+  after a crash Ray re-creates it, and the first link that asks for its address makes it rebuild
+  its shards' slices from Redis before it serves anything.
 - :class:`GatewayHost` runs one Gateway (WebSockets + ``/healthz``) with the app unpickled from the
   driver, bound with SO_REUSEPORT so the kernel spreads connections over the gateways of a node.
 - :class:`RayDeployment` (the driver) starts, supervises and stops them. It pings every gateway;
@@ -96,20 +97,26 @@ def loopback_ray_environment() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
-def ray_resolver(namespace: str) -> Callable[[str], Resolver]:
-    """Resolvers that find a named actor and ask it for its data-plane address."""
+def ray_resolver(namespace: str, host_of: Callable[[str], str] = str) -> Callable[[str], Resolver]:
+    """Resolvers that find the Ray actor hosting a mesh actor and ask it for its data-plane address.
+
+    ``host_of`` maps a mesh actor's name to the name of the Ray actor that hosts it (a gateway
+    hosts itself; a shard lives in a :class:`ShardHost`).
+    """
 
     def resolver_for(name: str) -> Resolver:
+        host = host_of(name)
+
         async def resolve() -> tuple[str, int]:
             try:
-                handle = await asyncio.to_thread(ray.get_actor, name, namespace)
+                handle = await asyncio.to_thread(ray.get_actor, host, namespace)
             except ValueError as error:
-                raise LinkGoneError(f"no actor named {name}") from error
+                raise LinkGoneError(f"no actor named {host}") from error
             try:
-                host, port = await handle.data_address.remote()
+                address, port = await handle.data_address.remote()
             except ActorDiedError as error:
-                raise LinkGoneError(f"actor {name} died") from error
-            return str(host), int(port)
+                raise LinkGoneError(f"actor {host} died") from error
+            return str(address), int(port)
 
         return resolve
 
@@ -185,10 +192,45 @@ class DeploymentSpec:
     key_prefix: str
     redis_timeout: float = 5.0
     persist_timeout: float = 5.0
+    shard_hosts: int = 0
+    """Processes hosting the shards; 0 means one per room/connection shard pair."""
+
+    @property
+    def host_count(self) -> int:
+        """How many :class:`ShardHost` actors the deployment has."""
+        return self.shard_hosts or max(self.room_shards, self.connection_shards)
+
+    def shard_names(self) -> list[tuple[str, int, str]]:
+        """``(kind, index, actor name)`` of every shard, rooms first: the order hosts are dealt."""
+        rooms = [("room", i, room_shard_name(self.name, i)) for i in range(self.room_shards)]
+        connections = [
+            ("connection", i, connection_shard_name(self.name, i)) for i in range(self.connection_shards)
+        ]
+        return [*rooms, *connections]
+
+    def shard_host_name(self, host: int) -> str:
+        """The Ray actor name of shard host ``host``."""
+        return f"{self.name}-shards-{host}"
+
+    def hosted_by(self, host: int) -> list[tuple[str, int, str]]:
+        """The shards host ``host`` runs: every ``host_count``-th of :meth:`shard_names`, so with
+        the default host count host ``i`` runs room shard ``i`` and connection shard ``i``."""
+        return self.shard_names()[host :: self.host_count]
+
+    def host_of(self, name: str) -> str:
+        """The Ray actor hosting mesh actor ``name`` (gateways host themselves)."""
+        for position, (_, _, shard) in enumerate(self.shard_names()):
+            if shard == name:
+                return self.shard_host_name(position % self.host_count)
+        return name
 
     def directory(self) -> LinkDirectory:
         return LinkDirectory(
-            self.name, self.room_shards, self.connection_shards, self.token, ray_resolver(self.namespace)
+            self.name,
+            self.room_shards,
+            self.connection_shards,
+            self.token,
+            ray_resolver(self.namespace, self.host_of),
         )
 
 
@@ -196,19 +238,23 @@ class DeploymentSpec:
 
 
 class ShardHost:
-    """A RoomShard or ConnectionShard served over the data plane (a Ray actor at deploy time)."""
+    """The shards assigned to one process, served over the data plane (a Ray actor at deploy time).
 
-    def __init__(self, spec: DeploymentSpec, kind: str, index: int) -> None:
-        if kind not in ("room", "connection"):
-            raise ValueError(f"unknown shard kind {kind!r}")
+    Each shard keeps its own name and link: hosting is placement only, and which shards share a
+    process does not change what any of them does.
+    """
+
+    def __init__(self, spec: DeploymentSpec, host: int) -> None:
+        if not 0 <= host < spec.host_count:
+            raise ValueError(f"shard host {host} out of range 0..{spec.host_count - 1}")
         self.spec = spec
-        self.kind = kind
-        self.index = index
+        self.host = host
         self.incarnation = uuid.uuid4().hex
         self._started: asyncio.Future[tuple[str, int]] | None = None
+        self._server: LinkServer | None = None
 
     async def data_address(self) -> tuple[str, int]:
-        """The link address, after the shard rebuilt its slice from Redis (first call only)."""
+        """The link address, after the shards rebuilt their slices from Redis (first call only)."""
         if self._started is None or (self._started.done() and self._started.exception() is not None):
             self._started = asyncio.ensure_future(self._start())
         return await asyncio.shield(self._started)
@@ -218,16 +264,18 @@ class ShardHost:
         redis = connect_redis(spec.redis_url, timeout=spec.redis_timeout)
         keys = KeyLayout(spec.key_prefix)
         timeout = spec.persist_timeout
-        shard: RoomShard | ConnectionShard
-        if self.kind == "room":
-            shard = RoomShard(
-                self.index, spec.room_shards, redis, keys, spec.directory(), persist_timeout=timeout
-            )
-        else:
-            shard = ConnectionShard(self.index, spec.connection_shards, redis, keys, persist_timeout=timeout)
-        count = await shard.rebuild()
-        logger.info("%s shard %d rebuilt %d entries from Redis", self.kind, self.index, count)
-        self._server = LinkServer(shard, spec.token, name=f"{self.kind}-{self.index}")
+        directory = spec.directory()  # the room shards' links to gateways, shared
+        shards: dict[str, RoomShard | ConnectionShard] = {}
+        for kind, index, name in spec.hosted_by(self.host):
+            shard: RoomShard | ConnectionShard
+            if kind == "room":
+                shard = RoomShard(index, spec.room_shards, redis, keys, directory, persist_timeout=timeout)
+            else:
+                shard = ConnectionShard(index, spec.connection_shards, redis, keys, persist_timeout=timeout)
+            count = await shard.rebuild()
+            logger.info("%s shard %d rebuilt %d entries from Redis", kind, index, count)
+            shards[name] = shard
+        self._server = LinkServer(shards, spec.token, name=spec.shard_host_name(self.host))
         return await self._server.start(_node_ip(), 0)
 
     async def ping(self) -> str:
@@ -256,11 +304,13 @@ class GatewayHost:
         self._directory: LinkDirectory | None = None
         self._link_server: LinkServer | None = None
         self._draining: asyncio.Future[int] | None = None
+        self._stopped: asyncio.Future[GatewayStatus] | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Unpickle the app, listen on ``host:port`` (shared), serve links; returns (id, port)."""
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
+        self._stopped = loop.create_future()
         server: MeshServer = cloudpickle.loads(self._app)
         server.settings = MeshSettings(**{**server.settings.model_dump(), **self._overrides})
         directory = self.spec.directory()
@@ -297,6 +347,17 @@ class GatewayHost:
             return GatewayStatus(0, self._draining.done())
         return GatewayStatus(len(self._gateway.connections) if self._gateway else 0, False)
 
+    async def until_stopped(self) -> GatewayStatus:
+        """Return once this gateway stopped (drained or told to stop).
+
+        The supervisor keeps one such call pending per gateway: it returns when the gateway is
+        drained, and fails at once with ``RayActorError`` when its process dies, so deaths are
+        noticed without polling (each Ray call costs CPU in three processes).
+        """
+        if self._stopped is None:
+            raise RuntimeError("gateway not started")
+        return await asyncio.shield(self._stopped)
+
     async def drain(self) -> int:
         """Close every socket with 1001 "going away" and stop; the supervisor then replaces this
         gateway on another node. Returns the number of connections that were open."""
@@ -311,12 +372,15 @@ class GatewayHost:
 
     async def stop(self) -> None:
         """Drain: close every socket with 1001 "going away", then stop serving links."""
+        connections = len(self._gateway.connections) if self._gateway is not None else 0
         if self._gateway is not None:
             await self._gateway.close()
         if self._link_server is not None:
             await self._link_server.close()
         if self._directory is not None:
             await self._directory.close()
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(GatewayStatus(connections, self._draining is not None))
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -333,9 +397,10 @@ class RayDeployment:
         gateways: int = 2,
         room_shards: int | None = None,
         connection_shards: int | None = None,
+        shard_hosts: int | None = None,
         host: str | None = None,
         port: int | None = None,
-        watch_interval: float = 0.5,
+        watch_interval: float = 5.0,
         replace_dead_gateways: bool = True,
     ) -> None:
         if gateways < 1:
@@ -346,9 +411,17 @@ class RayDeployment:
         self.gateway_count = gateways
         self.room_shards = room_shards or settings.room_shards
         self.connection_shards = connection_shards or settings.connection_shards
+        self.shard_hosts = shard_hosts or settings.shard_hosts or 0
+        if self.shard_hosts > self.room_shards + self.connection_shards:
+            raise ValueError(
+                f"shard_hosts={self.shard_hosts} exceeds the {self.room_shards + self.connection_shards} "
+                "shards it would host"
+            )
         self.host = host or settings.host
         self.port = settings.port if port is None else port
         self.watch_interval = watch_interval
+        """Seconds between liveness probes of every gateway. They only catch hung gateways: a
+        gateway whose process dies or that was drained is noticed at once (:meth:`_follow`)."""
         self.replace_dead_gateways = replace_dead_gateways
         self.gateways: dict[str, Any] = {}
         """Live gateway actors by gateway id."""
@@ -357,11 +430,12 @@ class RayDeployment:
         self.draining_nodes: set[str] = set()
         """Nodes a gateway was drained on (:func:`drain_node`): no new gateways go there."""
         self.shards: list[Any] = []
+        """The :class:`ShardHost` actors."""
         self.spec: DeploymentSpec | None = None
         self._embedded: EmbeddedRedis | None = None
         self._app = b""
         self._watch: asyncio.Task[None] | None = None
-        self._events: list[tuple[str, str]] = []
+        self._followers: dict[str, asyncio.Task[None]] = {}
         self.gateway_deaths: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         """``(gateway id, connections dropped)`` for each gateway found dead (tests wait on it)."""
 
@@ -394,23 +468,20 @@ class RayDeployment:
             key_prefix=settings.key_prefix,
             redis_timeout=settings.redis_timeout,
             persist_timeout=settings.persist_timeout,
+            shard_hosts=self.shard_hosts,
         )
         self._app = pickle_app(self.server)
         shard_actor = ray.remote(ShardHost)
-        for kind, count, naming in (
-            ("room", spec.room_shards, room_shard_name),
-            ("connection", spec.connection_shards, connection_shard_name),
-        ):
-            for index in range(count):
-                self.shards.append(
-                    shard_actor.options(
-                        name=naming(spec.name, index),
-                        namespace=spec.namespace,
-                        max_restarts=-1,
-                        num_cpus=0,
-                        max_concurrency=10_000,
-                    ).remote(spec, kind, index)
-                )
+        for host in range(spec.host_count):
+            self.shards.append(
+                shard_actor.options(
+                    name=spec.shard_host_name(host),
+                    namespace=spec.namespace,
+                    max_restarts=-1,
+                    num_cpus=0,
+                    max_concurrency=10_000,
+                ).remote(spec, host)
+            )
         await asyncio.gather(*(shard.data_address.remote() for shard in self.shards))
         self.directory = spec.directory()
         nodes = await self._plan_gateway_nodes(self.gateway_count)
@@ -488,7 +559,28 @@ class RayDeployment:
             ray.kill(handle, no_restart=True)
             raise
         self.gateways[gid] = handle
+        self._followers[gid] = asyncio.create_task(self._follow(gid, handle), name=f"mesh-follow-{gid}")
         return gid, int(bound)
+
+    async def _follow(self, gateway_id: str, handle: Any) -> None:
+        """Wait for the gateway to stop or die (one pending Ray call), then replace it."""
+        try:
+            status = await handle.until_stopped.remote()
+        except Exception as error:  # RayActorError: the process died (or the call itself failed)
+            logger.warning("gateway %s is gone (%s)", gateway_id, type(error).__name__)
+            await self._gateway_died(gateway_id)
+            return
+        if status.drained:
+            self._mark_draining(gateway_id)
+        else:
+            logger.warning("gateway %s stopped", gateway_id)
+        await self._gateway_died(gateway_id)
+
+    def _mark_draining(self, gateway_id: str) -> None:
+        node_id = self.gateway_nodes.get(gateway_id)
+        logger.info("gateway %s was drained; no new gateways on node %s", gateway_id, node_id)
+        if node_id is not None:
+            self.draining_nodes.add(node_id)
 
     async def _publish_gateways(self) -> None:
         ids = list(self.gateways)
@@ -498,12 +590,14 @@ class RayDeployment:
         )
 
     async def _watch_loop(self) -> None:
+        """Probe every gateway each ``watch_interval``: catches a gateway that hangs (alive, but
+        not answering); deaths and drains are noticed sooner by :meth:`_follow`."""
         while True:
             await asyncio.sleep(self.watch_interval)
             for gateway_id, handle in list(self.gateways.items()):
                 try:
                     status = await asyncio.wait_for(
-                        handle.ping.remote(), timeout=max(5.0, self.watch_interval * 10)
+                        handle.ping.remote(), timeout=max(5.0, self.watch_interval * 2)
                     )
                 except (RayActorError, TimeoutError) as error:
                     logger.warning("gateway %s is gone (%s)", gateway_id, type(error).__name__)
@@ -514,19 +608,20 @@ class RayDeployment:
                     # which case the actor exits too and the next probe finds it gone).
                     logger.warning("gateway %s failed its liveness probe", gateway_id, exc_info=True)
                     continue
-                if status.drained:
-                    node_id = self.gateway_nodes.get(gateway_id)
-                    logger.info("gateway %s was drained; no new gateways on node %s", gateway_id, node_id)
-                    if node_id is not None:
-                        self.draining_nodes.add(node_id)
+                if status.drained and gateway_id in self.gateways:
+                    self._mark_draining(gateway_id)
                     await self._gateway_died(gateway_id)
 
     async def _gateway_died(self, gateway_id: str) -> None:
         """Forget a dead or drained gateway, drop its connections, start a replacement."""
         handle = self.gateways.pop(gateway_id, None)
+        if handle is None:
+            return  # already handled (by the other of the probe and the follower)
         self.gateway_nodes.pop(gateway_id, None)
-        if handle is not None:
-            ray.kill(handle, no_restart=True)
+        follower = self._followers.pop(gateway_id, None)
+        if follower is not None and follower is not asyncio.current_task():
+            follower.cancel()
+        ray.kill(handle, no_restart=True)
         link = self.directory.forget_gateway(gateway_id)
         if isinstance(link, Link):
             await link.close()
@@ -546,15 +641,17 @@ class RayDeployment:
         ray.kill(self.gateways[gateway_id], no_restart=True)
 
     async def kill_shard(self, kind: str, index: int, *, timeout: float = 30.0) -> None:
-        """Kill a shard process as a crash would, and wait until Ray restarted it.
+        """Kill a shard's process as a crash would, and wait until Ray restarted it.
 
-        The restarted shard rebuilds its slice from Redis on first use. (``ray.kill`` returns
+        The process's other shards die with it. The restarted shards rebuild their slices from
+        Redis on first use. (``ray.kill`` returns
         before the old process is gone; waiting for the new incarnation keeps callers from
         talking to a process that is about to vanish.)
         """
         assert self.spec is not None
         naming = room_shard_name if kind == "room" else connection_shard_name
-        handle = await asyncio.to_thread(ray.get_actor, naming(self.spec.name, index), self.spec.namespace)
+        host = self.spec.host_of(naming(self.spec.name, index))
+        handle = await asyncio.to_thread(ray.get_actor, host, self.spec.namespace)
         old = await handle.ping.remote()
         ray.kill(handle, no_restart=False)
         deadline = asyncio.get_running_loop().time() + timeout
@@ -573,6 +670,9 @@ class RayDeployment:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
+        for follower in self._followers.values():
+            follower.cancel()
+        self._followers.clear()
         await asyncio.gather(*(h.stop.remote() for h in self.gateways.values()), return_exceptions=True)
         for handle in [*self.gateways.values(), *self.shards]:
             ray.kill(handle, no_restart=True)

@@ -59,6 +59,10 @@ class MeshSettings(BaseSettings):
     """Number of RoomShard actors (room name hash)."""
     connection_shards: int = Field(default=2, ge=1, le=1024)
     """Number of ConnectionShard actors (connection id hash)."""
+    shard_hosts: int | None = Field(default=None, ge=1, le=2048)
+    """Ray runtime: processes (Ray actors) hosting the shards. Default: one per room/connection
+    shard pair, ``max(room_shards, connection_shards)``. Each Ray worker process costs about half a
+    percent of a core at rest, so fewer hosts suit small nodes; more spread the shards' work."""
 
     client_metadata_writes: bool = True
     """Allow ``set-my-connection-metadata`` (the stock clients' ``setConnectionMetadata``)."""
