@@ -203,6 +203,8 @@ async def run_fanout(
         "client": options.client,
         "serve_args": options.serve_args,
         "server_env": options.server_env,
+        "gateways": options.gateways if server.target == "mesh-ray" else None,
+        "shard_hosts": options.shard_hosts if server.target == "mesh-ray" else None,
         "subscribers": count,
         "mode": mode,
         "rate_target": options.rate if mode == "rate" else None,

@@ -58,7 +58,7 @@ def targets(options: BenchOptions) -> list[Target]:
         for library in options.baselines
     ]
     for runtime in options.runtimes:
-        command = mesh_command(runtime, options.gateways, options.serve_args)
+        command = mesh_command(runtime, options.gateways, options.serve_args, options.shard_hosts)
         found.append(Target(f"mesh-{runtime}", command, STARTUP_TIMEOUT_S[runtime]))
     return found
 

@@ -62,6 +62,8 @@ class BenchOptions:
     """Generator client implementation (see :data:`~mesh_actors.bench.wsclient.CLIENT_KINDS`)."""
     gateways: int = 2
     """Gateway actors of a Ray server."""
+    shard_hosts: int | None = None
+    """Processes hosting a Ray server's shards (None: the server's default, one per pair)."""
     serve_args: list[str] = field(default_factory=list)
     """Extra ``mesh-actors serve`` arguments (experiments)."""
     server_env: list[str] = field(default_factory=list)
@@ -115,6 +117,8 @@ class BenchOptions:
             problems.append("--inflight must be between 1 and 64")
         if not 1 <= self.gateways <= 8:
             problems.append("--gateways must be between 1 and 8")
+        if self.shard_hosts is not None and not 1 <= self.shard_hosts <= 8:
+            problems.append("--shard-hosts must be between 1 and 8")
         if any(not item.partition("=")[0] or "=" not in item for item in self.server_env):
             problems.append("--server-env needs NAME=VALUE")
         needs_picows = self.client == "picows" or "picows" in self.baselines
