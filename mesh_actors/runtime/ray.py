@@ -502,6 +502,8 @@ class RayDeployment:
         the gateway). ``None`` entries (no node known) fall back to SPREAD.
         """
         nodes = await asyncio.to_thread(ray.nodes)
+        # A drained node that has left the cluster is forgotten (its id never comes back).
+        self.draining_nodes &= {node["NodeID"] for node in nodes if node.get("Alive")}
         load = {
             node["NodeID"]: 0
             for node in nodes
