@@ -204,10 +204,8 @@ def bench(
     client: Annotated[
         str | None, typer.Option(help="generator client: raw, websockets or picows [raw]")
     ] = None,
-    gateways: Annotated[int | None, typer.Option(help="gateway actors on Ray [2]")] = None,
-    shard_hosts: Annotated[
-        int | None, typer.Option(help="processes hosting the shards on Ray [one per room/connection pair]")
-    ] = None,
+    gateways: Annotated[int | None, typer.Option(help="gateway actors on Ray [1]")] = None,
+    shard_hosts: Annotated[int | None, typer.Option(help="processes hosting the shards on Ray [1]")] = None,
     serve_arg: Annotated[
         list[str] | None,
         typer.Option(help="extra 'mesh-actors serve' argument, e.g. --serve-arg=--room-shards=1"),

@@ -60,9 +60,10 @@ class BenchOptions:
     """Baseline servers to run too (empty: none). Ratios are to the ``websockets`` one."""
     client: str = "raw"
     """Generator client implementation (see :data:`~mesh_actors.bench.wsclient.CLIENT_KINDS`)."""
-    gateways: int = 2
-    """Gateway actors of a Ray server."""
-    shard_hosts: int | None = None
+    gateways: int = 1
+    """Gateway actors of a Ray server. One, like the shard hosts below: the server tree gets one
+    core, and one gateway per core is the documented sizing (a second only adds a process)."""
+    shard_hosts: int | None = 1
     """Processes hosting a Ray server's shards (None: the server's default, one per pair)."""
     serve_args: list[str] = field(default_factory=list)
     """Extra ``mesh-actors serve`` arguments (experiments)."""
