@@ -87,12 +87,18 @@ def serve(
         int | None,
         typer.Option(help="Ray processes hosting the shards (ray) [default: one per room/connection pair]"),
     ] = None,
+    colocate: Annotated[
+        bool | None,
+        typer.Option("--colocate/--no-colocate", help="run the shards inside the gateways' processes (ray)"),
+    ] = None,
 ) -> None:
     """Serve a MeshServer defined in MODULE:ATTR (inline by default, or on Ray)."""
     if runtime not in ("inline", "ray"):
         _fail(f"--runtime must be 'inline' or 'ray', not {runtime!r}", 2)
-    if runtime == "inline" and (address is not None or gateways is not None or shard_hosts is not None):
-        _fail("--address, --gateways and --shard-hosts need --runtime ray", 2)
+    if runtime == "inline" and (
+        address is not None or gateways is not None or shard_hosts is not None or colocate is not None
+    ):
+        _fail("--address, --gateways, --shard-hosts and --colocate need --runtime ray", 2)
     if runtime == "ray" and importlib.util.find_spec("ray") is None:
         _fail("--runtime ray needs Ray: pip install 'mesh-actors[ray]'", 2)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -111,6 +117,7 @@ def serve(
         "room_shards": room_shards,
         "connection_shards": connection_shards,
         "shard_hosts": shard_hosts,
+        "colocate": colocate,
     }
     overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
     if overrides:
@@ -123,6 +130,8 @@ def serve(
     shards = settings.room_shards + settings.connection_shards
     if settings.shard_hosts is not None and settings.shard_hosts > shards:
         _fail(f"--shard-hosts {settings.shard_hosts} is more than the {shards} shards there are to host", 2)
+    if settings.colocate and settings.shard_hosts not in (None, gateways or 2):
+        _fail("--colocate runs the shards in the gateways: give --gateways, not --shard-hosts", 2)
 
     def ready(running: MeshServer) -> None:
         redis = running.settings.redis_url or "embedded"

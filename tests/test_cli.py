@@ -148,8 +148,8 @@ def test_invalid_option_is_reported() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--shard-hosts", "2"], "--address, --gateways and --shard-hosts need --runtime ray"),
-        (["--gateways", "2"], "--address, --gateways and --shard-hosts need --runtime ray"),
+        (["--shard-hosts", "2"], "--address, --gateways, --shard-hosts and --colocate need --runtime ray"),
+        (["--gateways", "2"], "--address, --gateways, --shard-hosts and --colocate need --runtime ray"),
         (
             ["--runtime", "ray", "--room-shards", "2", "--connection-shards", "1", "--shard-hosts", "4"],
             "--shard-hosts 4 is more than the 3 shards there are to host",

@@ -218,10 +218,11 @@ async def test_a_failed_start_removes_every_actor(deploy: Any) -> None:
     assert server.local_gateway is None
 
 
-async def test_draining_a_node_moves_its_gateways_elsewhere(deploy: Any) -> None:
+@pytest.mark.parametrize("colocate", [False, True], ids=["gateways", "node-hosts"])
+async def test_draining_a_node_moves_its_gateways_elsewhere(deploy: Any, colocate: bool) -> None:
     import ray
 
-    server, deployment = await deploy(watch_interval=NO_PROBES)
+    server, deployment = await deploy(watch_interval=NO_PROBES, colocate=colocate)
     room = unique("drain")
     async with AsyncExitStack() as stack:
         a, b = await clients_on_two_gateways(stack, server)
@@ -264,3 +265,51 @@ async def test_draining_a_node_moves_its_gateways_elsewhere(deploy: Any) -> None
         # A new client lands on a live gateway and can join.
         c = await stack.enter_async_context(raw_client(url_of(server)))
         assert (await c.call("mesh/join-room", {"roomName": room}))["success"] is True
+
+
+async def test_colocated_shards_serve_and_come_back_after_a_crash(deploy: Any) -> None:
+    server, deployment = await deploy(colocate=True, watch_interval=NO_PROBES)
+    assert deployment.shards == [] and len(deployment.gateways) == 2  # two processes in all
+    room = unique("colocated")
+    url = url_of(server)
+    async with AsyncExitStack() as stack:
+        a, b = await clients_on_two_gateways(stack, server)
+        await a.call("mesh/join-room", {"roomName": room})
+        await b.call("mesh/join-room", {"roomName": room})
+        await server.room_manager.set_metadata(room, {"topic": "kept"})
+        assert await b.call("broadcast-room", {"roomName": room, "command": "news", "payload": 1})
+        assert (await a.push("news"))["payload"] == 1
+        assert (await b.push("news"))["payload"] == 1
+
+    clients = [MeshClient(url, reconnect_initial_delay=0.05, reconnect_max_delay=0.3) for _ in range(6)]
+    try:
+        for client in clients:
+            await asyncio.wait_for(client.connect(), 10)
+            await client.join_room(room)
+        located = await server.connection_manager.locate([c.connection_id for c in clients])
+        victim = located[clients[0].connection_id]
+        doomed = {cid for cid, gid in located.items() if gid == victim}
+        reconnected = [asyncio.get_running_loop().create_future() for _ in doomed]
+        by_id = {c.connection_id: c for c in clients}
+        for future, cid in zip(reconnected, sorted(doomed), strict=True):
+            by_id[cid].on("reconnect", lambda _id, f=future: f.done() or f.set_result(_id))
+
+        await deployment.kill_gateway(victim)  # the process dies; Ray restarts it
+        gone, dropped = await asyncio.wait_for(deployment.gateway_deaths.get(), 30)
+        assert gone == victim and dropped == len(doomed)
+        assert len(deployment.gateways) == 2 and victim not in deployment.gateways
+        # The new incarnation runs the same host (same Ray actor name), with a new gateway id.
+        assert {deployment.spec.host_of(gid) for gid in deployment.gateways} == {
+            deployment.spec.shard_host_name(0),
+            deployment.spec.shard_host_name(1),
+        }
+
+        new_ids = await asyncio.wait_for(asyncio.gather(*reconnected), 30)
+        members = set(await server.get_room_members(room))
+        assert doomed.isdisjoint(members)  # no ghosts
+        assert set(new_ids) <= members
+        assert await server.room_manager.get_metadata(room) == {"topic": "kept"}
+        assert await server.broadcast_room(room, "after", 2) == len(members)
+    finally:
+        for client in clients:
+            await client.close()

@@ -64,8 +64,10 @@ class LinkDirectory:
         self._token = token
         self._resolver_for = resolver_for
         self._call_timeout = call_timeout
-        self._room_shards = [self._link(room_shard_name(deployment, i)) for i in range(room_shards)]
-        self._connection_shards = [
+        self._room_shards: list[ActorRef] = [
+            self._link(room_shard_name(deployment, i)) for i in range(room_shards)
+        ]
+        self._connection_shards: list[ActorRef] = [
             self._link(connection_shard_name(deployment, i)) for i in range(connection_shards)
         ]
         self._gateways: dict[str, ActorRef] = {}
@@ -79,6 +81,15 @@ class LinkDirectory:
             call_timeout=self._call_timeout,
             retry_methods=READ_METHODS,
         )
+
+    def add_local_shard(self, name: str, ref: ActorRef) -> None:
+        """Reach the shard named ``name``, which lives in this process, directly."""
+        for shards in (self._room_shards, self._connection_shards):
+            for index, link in enumerate(shards):
+                if isinstance(link, Link) and link.name == name:
+                    shards[index] = ref
+                    return
+        raise KeyError(f"no shard named {name}")
 
     def add_local(self, gateway_id: str, ref: ActorRef) -> None:
         """Reach a gateway of this process directly instead of through a link."""

@@ -38,6 +38,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ..actors.connection_shard import ConnectionShard
 from ..actors.room_shard import RoomShard
 from ..gateway.gateway import Gateway
+from ..protocol.errors import CodeError
 from ..server.settings import MeshSettings
 from ..store.connect import connect_redis
 from ..store.embedded import EmbeddedRedis
@@ -194,6 +195,8 @@ class DeploymentSpec:
     persist_timeout: float = 5.0
     shard_hosts: int = 0
     """Processes hosting the shards; 0 means one per room/connection shard pair."""
+    colocated: bool = False
+    """The shard hosts are :class:`NodeHost` processes, each running a gateway too."""
 
     @property
     def host_count(self) -> int:
@@ -209,8 +212,8 @@ class DeploymentSpec:
         return [*rooms, *connections]
 
     def shard_host_name(self, host: int) -> str:
-        """The Ray actor name of shard host ``host``."""
-        return f"{self.name}-shards-{host}"
+        """The Ray actor name of shard host ``host`` (``-node-`` when it runs a gateway too)."""
+        return f"{self.name}-{'node' if self.colocated else 'shards'}-{host}"
 
     def hosted_by(self, host: int) -> list[tuple[str, int, str]]:
         """The shards host ``host`` runs: every ``host_count``-th of :meth:`shard_names`, so with
@@ -218,10 +221,13 @@ class DeploymentSpec:
         return self.shard_names()[host :: self.host_count]
 
     def host_of(self, name: str) -> str:
-        """The Ray actor hosting mesh actor ``name`` (gateways host themselves)."""
+        """The Ray actor hosting mesh actor ``name`` (gateways host themselves, except a
+        :class:`NodeHost`'s, whose ids are ``<node host name>-gw-<incarnation>``)."""
         for position, (_, _, shard) in enumerate(self.shard_names()):
             if shard == name:
                 return self.shard_host_name(position % self.host_count)
+        if self.colocated and name.startswith(f"{self.name}-node-"):
+            return name.split("-gw-", 1)[0]
         return name
 
     def directory(self) -> LinkDirectory:
@@ -251,7 +257,10 @@ class ShardHost:
         self.host = host
         self.incarnation = uuid.uuid4().hex
         self._started: asyncio.Future[tuple[str, int]] | None = None
-        self._server: LinkServer | None = None
+        self._targets: dict[str, Any] = {}
+        """What this process's link server serves, by actor name."""
+        self._directory: LinkDirectory | None = None
+        self._link_server: LinkServer | None = None
 
     async def data_address(self) -> tuple[str, int]:
         """The link address, after the shards rebuilt their slices from Redis (first call only)."""
@@ -264,8 +273,8 @@ class ShardHost:
         redis = connect_redis(spec.redis_url, timeout=spec.redis_timeout)
         keys = KeyLayout(spec.key_prefix)
         timeout = spec.persist_timeout
-        directory = spec.directory()  # the room shards' links to gateways, shared
-        shards: dict[str, RoomShard | ConnectionShard] = {}
+        # One directory for everything in this process; the shards here are reached directly.
+        self._directory = directory = spec.directory()
         for kind, index, name in spec.hosted_by(self.host):
             shard: RoomShard | ConnectionShard
             if kind == "room":
@@ -274,13 +283,22 @@ class ShardHost:
                 shard = ConnectionShard(index, spec.connection_shards, redis, keys, persist_timeout=timeout)
             count = await shard.rebuild()
             logger.info("%s shard %d rebuilt %d entries from Redis", kind, index, count)
-            shards[name] = shard
-        self._server = LinkServer(shards, spec.token, name=spec.shard_host_name(self.host))
-        return await self._server.start(_node_ip(), 0)
+            self._targets[name] = shard
+            directory.add_local_shard(name, InlineRef(shard))
+        self._link_server = LinkServer(self._targets, spec.token, name=spec.shard_host_name(self.host))
+        return await self._link_server.start(_node_ip(), 0)
 
     async def ping(self) -> str:
         """Liveness probe; returns this incarnation's id (it changes when Ray restarts the actor)."""
         return self.incarnation
+
+    def incarnation_id(self) -> str:
+        """This process's id: it changes when Ray restarts the actor."""
+        return self.incarnation
+
+    def node_id(self) -> str:
+        """The Ray node this process runs on (placement checks, tooling)."""
+        return str(ray.get_runtime_context().get_node_id())
 
 
 class GatewayStatus(NamedTuple):
@@ -291,44 +309,30 @@ class GatewayStatus(NamedTuple):
     """Set once the gateway was drained (its node is going away): replace it elsewhere."""
 
 
-class GatewayHost:
-    """One Gateway serving WebSockets on a shared port (a Ray actor at deploy time)."""
+class _GatewayRole:
+    """What the supervisor asks of any actor that runs a Gateway (``GatewayHost``, ``NodeHost``)."""
 
-    def __init__(self, spec: DeploymentSpec, gateway_id: str, app: bytes, overrides: dict[str, Any]) -> None:
-        self.spec = spec
-        self.gateway_id = gateway_id
-        self._app = app
-        self._overrides = overrides
-        self._ready: asyncio.Future[tuple[str, int]] | None = None
-        self._gateway: Gateway | None = None
-        self._directory: LinkDirectory | None = None
-        self._link_server: LinkServer | None = None
-        self._draining: asyncio.Future[int] | None = None
-        self._stopped: asyncio.Future[GatewayStatus] | None = None
+    spec: DeploymentSpec
+    gateway_id: str
+    _app: bytes
+    _overrides: dict[str, Any]
+    _gateway: Gateway | None = None
+    _directory: LinkDirectory | None = None
+    _link_server: LinkServer | None = None
+    _draining: asyncio.Future[int] | None = None
+    _stopped: asyncio.Future[GatewayStatus] | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Unpickle the app, listen on ``host:port`` (shared), serve links; returns (id, port)."""
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
-        self._stopped = loop.create_future()
+    async def _open_gateway(self, directory: LinkDirectory, host: str, port: int) -> Gateway:
+        """Unpickle the app and serve it on ``host:port`` (shared with SO_REUSEPORT)."""
+        self._stopped = asyncio.get_running_loop().create_future()
         server: MeshServer = cloudpickle.loads(self._app)
         server.settings = MeshSettings(**{**server.settings.model_dump(), **self._overrides})
-        directory = self.spec.directory()
         gateway = Gateway(server, directory, gateway_id=self.gateway_id)
         directory.add_local(self.gateway_id, InlineRef(gateway))
         server.attach(LinkedRuntime(directory, gateway))
         await gateway.start(host, port, reuse_port=True)
-        self._link_server = LinkServer(gateway, self.spec.token, name=self.gateway_id)
-        address = await self._link_server.start(_node_ip(), 0)
         self._gateway, self._directory = gateway, directory
-        self._ready.set_result(address)
-        return self.gateway_id, gateway.port
-
-    async def data_address(self) -> tuple[str, int]:
-        """The link address (waits until :meth:`start` finished)."""
-        if self._ready is None:
-            raise RuntimeError("gateway not started")
-        return await asyncio.shield(self._ready)
+        return gateway
 
     async def set_gateways(self, gateway_ids: list[str]) -> None:
         """The live gateways (for broadcasts to everyone)."""
@@ -340,6 +344,10 @@ class GatewayHost:
     def node_id(self) -> str:
         """The Ray node this gateway runs on (placement checks, tooling)."""
         return str(ray.get_runtime_context().get_node_id())
+
+    def current_gateway_id(self) -> str:
+        """The id of the gateway this process runs (a NodeHost's changes with each incarnation)."""
+        return self.gateway_id
 
     async def ping(self) -> GatewayStatus:
         """Liveness probe: the number of connections, and whether the gateway was drained."""
@@ -383,6 +391,66 @@ class GatewayHost:
             self._stopped.set_result(GatewayStatus(connections, self._draining is not None))
 
 
+class GatewayHost(_GatewayRole):
+    """One Gateway serving WebSockets on a shared port (a Ray actor at deploy time)."""
+
+    def __init__(self, spec: DeploymentSpec, gateway_id: str, app: bytes, overrides: dict[str, Any]) -> None:
+        self.spec = spec
+        self.gateway_id = gateway_id
+        self._app = app
+        self._overrides = overrides
+        self._ready: asyncio.Future[tuple[str, int]] | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Unpickle the app, listen on ``host:port`` (shared), serve links; returns (id, port)."""
+        self._ready = asyncio.get_running_loop().create_future()
+        gateway = await self._open_gateway(self.spec.directory(), host, port)
+        self._link_server = LinkServer(gateway, self.spec.token, name=self.gateway_id)
+        self._ready.set_result(await self._link_server.start(_node_ip(), 0))
+        return self.gateway_id, gateway.port
+
+    async def data_address(self) -> tuple[str, int]:
+        """The link address (waits until :meth:`start` finished)."""
+        if self._ready is None:
+            raise RuntimeError("gateway not started")
+        return await asyncio.shield(self._ready)
+
+
+class NodeHost(_GatewayRole, ShardHost):
+    """Shards and a gateway in one process (``colocate=True``; a Ray actor at deploy time).
+
+    A broadcast from one of its clients to a room it owns is then a method call, as in the inline
+    runtime, and a small node runs one Ray worker instead of two. Ray restarts the process when it
+    dies (the shards rebuild from Redis); the supervisor then drops the dead gateway's connections
+    and starts the new incarnation's gateway on the same port. Each incarnation's gateway has its
+    own id, ``<host name>-gw-<incarnation>``, so a dead gateway's connections are never mistaken
+    for the new one's.
+    """
+
+    def __init__(self, spec: DeploymentSpec, host: int, app: bytes, overrides: dict[str, Any]) -> None:
+        ShardHost.__init__(self, spec, host)
+        self.gateway_id = f"{spec.shard_host_name(host)}-gw-{self.incarnation[:8]}"
+        self._app = app
+        self._overrides = overrides
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Start the shards (rebuilt from Redis), then the gateway; returns (gateway id, port)."""
+        await self.data_address()
+        assert self._directory is not None
+        gateway = await self._open_gateway(self._directory, host, port)
+        self._targets[self.gateway_id] = gateway  # links to this gateway may now open
+        return self.gateway_id, gateway.port
+
+    async def stop(self) -> None:
+        """Close the gateway's sockets with 1001 "going away"; the shards keep serving until the
+        supervisor removes this process, so other gateways' clean-ups still reach them."""
+        connections = len(self._gateway.connections) if self._gateway is not None else 0
+        if self._gateway is not None:
+            await self._gateway.close()
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(GatewayStatus(connections, self._draining is not None))
+
+
 # -- the driver ----------------------------------------------------------------------------------
 
 
@@ -402,6 +470,7 @@ class RayDeployment:
         port: int | None = None,
         watch_interval: float = 5.0,
         replace_dead_gateways: bool = True,
+        colocate: bool | None = None,
     ) -> None:
         if gateways < 1:
             raise ValueError("a deployment needs at least one gateway")
@@ -411,8 +480,14 @@ class RayDeployment:
         self.gateway_count = gateways
         self.room_shards = room_shards or settings.room_shards
         self.connection_shards = connection_shards or settings.connection_shards
-        self.shard_hosts = shard_hosts or settings.shard_hosts or 0
-        if self.shard_hosts > self.room_shards + self.connection_shards:
+        self.colocate = settings.colocate if colocate is None else colocate
+        """Run the shards inside the gateways' processes (:class:`NodeHost`), ``gateways`` of them."""
+        self.shard_hosts = gateways if self.colocate else (shard_hosts or settings.shard_hosts or 0)
+        if self.colocate and (shard_hosts or settings.shard_hosts or gateways) != gateways:
+            raise ValueError(
+                "with colocate, the shards live in the gateways: shard_hosts must equal gateways"
+            )
+        if not self.colocate and self.shard_hosts > self.room_shards + self.connection_shards:
             raise ValueError(
                 f"shard_hosts={self.shard_hosts} exceeds the {self.room_shards + self.connection_shards} "
                 "shards it would host"
@@ -436,6 +511,8 @@ class RayDeployment:
         self._app = b""
         self._watch: asyncio.Task[None] | None = None
         self._followers: dict[str, asyncio.Task[None]] = {}
+        self._node_hosts: dict[str, int] = {}
+        """With ``colocate``: the host index of each live gateway's :class:`NodeHost`."""
         self.gateway_deaths: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         """``(gateway id, connections dropped)`` for each gateway found dead (tests wait on it)."""
 
@@ -469,8 +546,88 @@ class RayDeployment:
             redis_timeout=settings.redis_timeout,
             persist_timeout=settings.persist_timeout,
             shard_hosts=self.shard_hosts,
+            colocated=self.colocate,
         )
         self._app = pickle_app(self.server)
+        self.directory = spec.directory()
+        if self.colocate:
+            await self._start_node_hosts()
+        else:
+            await self._start_shards_and_gateways()
+        await drop_stale_gateways(self.directory, live=list(self.gateways))
+        await self._publish_gateways()
+        self.server.attach(LinkedRuntime(self.directory, None, on_close=self.stop_actors, port=self.port))
+        self.server.deployment = self  # type: ignore[attr-defined]
+        self._watch = asyncio.create_task(self._watch_loop(), name="mesh-ray-watch")
+
+    async def _start_node_hosts(self) -> None:
+        """Colocated: one :class:`NodeHost` per gateway, placed like gateways."""
+        assert self.spec is not None
+        nodes = await self._plan_gateway_nodes(self.spec.host_count)
+        first = await self._spawn_node_host(0, nodes[0], self.port)
+        self.port = first[1]
+        await asyncio.gather(
+            *(self._spawn_node_host(host, nodes[host], self.port) for host in range(1, len(nodes)))
+        )
+
+    async def _spawn_node_host(self, host: int, node_id: str | None, port: int) -> tuple[str, int]:
+        """Create :class:`NodeHost` ``host`` (on ``node_id`` if it can) and start its gateway."""
+        assert self.spec is not None
+        # Hard affinity, as for gateways. If the node dies, Ray cannot restart the process there;
+        # the supervisor then creates it again on another node (_restart_node_host).
+        strategy = "SPREAD" if node_id is None else NodeAffinitySchedulingStrategy(node_id, soft=False)
+        options = {
+            "name": self.spec.shard_host_name(host),
+            "namespace": self.spec.namespace,
+            "max_restarts": -1,
+            "num_cpus": 0,
+            "max_concurrency": 10_000,
+            "scheduling_strategy": strategy,
+        }
+        deadline = asyncio.get_running_loop().time() + 15.0
+        while True:
+            try:
+                handle = (
+                    ray.remote(NodeHost)
+                    .options(**options)
+                    .remote(self.spec, host, self._app, self._overrides())
+                )
+                break
+            except ValueError:  # the name of a just-killed incarnation is not free yet
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        try:
+            gid, bound = await handle.start.remote(self.host, port)  # type: ignore[attr-defined]
+            node = await handle.node_id.remote()  # type: ignore[attr-defined]
+        except BaseException:
+            ray.kill(handle, no_restart=True)
+            raise
+        self._register(gid, handle, node, host)
+        return gid, int(bound)
+
+    def _overrides(self) -> dict[str, Any]:
+        """Settings every gateway's copy of the app must share with the deployment."""
+        assert self.spec is not None
+        return {
+            "redis_url": self.spec.redis_url,
+            "room_shards": self.spec.room_shards,
+            "connection_shards": self.spec.connection_shards,
+        }
+
+    def _register(self, gateway_id: str, handle: Any, node_id: str, host: int | None = None) -> None:
+        """Record a started gateway and follow it."""
+        self.gateways[gateway_id] = handle
+        self.gateway_nodes[gateway_id] = node_id
+        if host is not None:
+            self._node_hosts[gateway_id] = host
+        self._followers[gateway_id] = asyncio.create_task(
+            self._follow(gateway_id, handle), name=f"mesh-follow-{gateway_id}"
+        )
+
+    async def _start_shards_and_gateways(self) -> None:
+        assert self.spec is not None
+        spec = self.spec
         shard_actor = ray.remote(ShardHost)
         for host in range(spec.host_count):
             self.shards.append(
@@ -483,16 +640,10 @@ class RayDeployment:
                 ).remote(spec, host)
             )
         await asyncio.gather(*(shard.data_address.remote() for shard in self.shards))
-        self.directory = spec.directory()
         nodes = await self._plan_gateway_nodes(self.gateway_count)
         first = await self._spawn_gateway(self.port, nodes[0])
         self.port = first[1]
         await asyncio.gather(*(self._spawn_gateway(self.port, node) for node in nodes[1:]))
-        await drop_stale_gateways(self.directory, live=list(self.gateways))
-        await self._publish_gateways()
-        self.server.attach(LinkedRuntime(self.directory, None, on_close=self.stop_actors, port=self.port))
-        self.server.deployment = self  # type: ignore[attr-defined]
-        self._watch = asyncio.create_task(self._watch_loop(), name="mesh-ray-watch")
 
     async def _plan_gateway_nodes(self, count: int) -> list[str | None]:
         """Nodes for ``count`` new gateways: each goes to the alive node with the fewest gateways.
@@ -534,11 +685,6 @@ class RayDeployment:
     async def _spawn_gateway_on(self, port: int, node_id: str | None) -> tuple[str, int]:
         assert self.spec is not None
         gateway_id = f"{self.spec.name}-gw-{uuid.uuid4().hex[:8]}"
-        overrides = {
-            "redis_url": self.spec.redis_url,
-            "room_shards": self.spec.room_shards,
-            "connection_shards": self.spec.connection_shards,
-        }
         # Hard affinity: Ray's soft affinity was seen placing a gateway on another node while the
         # chosen one was still warming up its worker pool.
         strategy = "SPREAD" if node_id is None else NodeAffinitySchedulingStrategy(node_id, soft=False)
@@ -552,31 +698,33 @@ class RayDeployment:
                 max_concurrency=10_000,
                 scheduling_strategy=strategy,
             )
-            .remote(self.spec, gateway_id, self._app, overrides)
+            .remote(self.spec, gateway_id, self._app, self._overrides())
         )
         try:
             gid, bound = await handle.start.remote(self.host, port)  # type: ignore[attr-defined]
-            self.gateway_nodes[gid] = await handle.node_id.remote()  # type: ignore[attr-defined]
+            node = await handle.node_id.remote()  # type: ignore[attr-defined]
         except BaseException:
             ray.kill(handle, no_restart=True)
             raise
-        self.gateways[gid] = handle
-        self._followers[gid] = asyncio.create_task(self._follow(gid, handle), name=f"mesh-follow-{gid}")
+        self._register(gid, handle, node)
         return gid, int(bound)
 
     async def _follow(self, gateway_id: str, handle: Any) -> None:
         """Wait for the gateway to stop or die (one pending Ray call), then replace it."""
         try:
-            status = await handle.until_stopped.remote()
-        except Exception as error:  # RayActorError: the process died (or the call itself failed)
-            logger.warning("gateway %s is gone (%s)", gateway_id, type(error).__name__)
-            await self._gateway_died(gateway_id)
-            return
-        if status.drained:
-            self._mark_draining(gateway_id)
-        else:
-            logger.warning("gateway %s stopped", gateway_id)
-        await self._gateway_died(gateway_id)
+            try:
+                status = await handle.until_stopped.remote()
+            except Exception as error:  # RayActorError: the process died (or the call failed)
+                logger.warning("gateway %s is gone (%s)", gateway_id, type(error).__name__)
+                await self._gateway_died(gateway_id)
+                return
+            if status.drained:
+                self._mark_draining(gateway_id)
+            else:
+                logger.warning("gateway %s stopped", gateway_id)
+            await self._gateway_died(gateway_id, drained=True)
+        except Exception:
+            logger.exception("handling the end of gateway %s failed", gateway_id)
 
     def _mark_draining(self, gateway_id: str) -> None:
         node_id = self.gateway_nodes.get(gateway_id)
@@ -603,6 +751,8 @@ class RayDeployment:
                     )
                 except (RayActorError, TimeoutError) as error:
                     logger.warning("gateway %s is gone (%s)", gateway_id, type(error).__name__)
+                    if gateway_id in self._node_hosts:
+                        ray.kill(handle, no_restart=False)  # hung: Ray restarts the process
                     await self._gateway_died(gateway_id)
                     continue
                 except Exception:
@@ -612,9 +762,9 @@ class RayDeployment:
                     continue
                 if status.drained and gateway_id in self.gateways:
                     self._mark_draining(gateway_id)
-                    await self._gateway_died(gateway_id)
+                    await self._gateway_died(gateway_id, drained=True)
 
-    async def _gateway_died(self, gateway_id: str) -> None:
+    async def _gateway_died(self, gateway_id: str, *, drained: bool = False) -> None:
         """Forget a dead or drained gateway, drop its connections, start a replacement."""
         handle = self.gateways.pop(gateway_id, None)
         if handle is None:
@@ -623,13 +773,18 @@ class RayDeployment:
         follower = self._followers.pop(gateway_id, None)
         if follower is not None and follower is not asyncio.current_task():
             follower.cancel()
-        ray.kill(handle, no_restart=True)
+        host = self._node_hosts.pop(gateway_id, None)
         link = self.directory.forget_gateway(gateway_id)
         if isinstance(link, Link):
             await link.close()
-        dropped = await drop_gateway(self.directory, gateway_id)
+        if host is not None:
+            # Its shards died with it: bring them back before dropping the gateway's connections.
+            await self._restart_node_host(host, handle, move=drained)
+        else:
+            ray.kill(handle, no_restart=True)
+        dropped = await self._drop_gateway(gateway_id)
         logger.info("dropped %d connection(s) of gateway %s", dropped, gateway_id)
-        if self.replace_dead_gateways:
+        if host is None and self.replace_dead_gateways:
             try:
                 (node_id,) = await self._plan_gateway_nodes(1)
                 await self._spawn_gateway(self.port, node_id)
@@ -638,9 +793,44 @@ class RayDeployment:
         await self._publish_gateways()
         self.gateway_deaths.put_nowait((gateway_id, dropped))
 
+    async def _drop_gateway(self, gateway_id: str, window: float = 15.0) -> int:
+        """Drop a gone gateway's connections from every shard, retrying while a shard is
+        unreachable (a restarting shard host; dropping twice is harmless)."""
+        deadline = asyncio.get_running_loop().time() + window
+        delay = 0.05
+        while True:
+            try:
+                return await drop_gateway(self.directory, gateway_id)
+            except CodeError as error:
+                if error.code != "EUNAVAILABLE" or asyncio.get_running_loop().time() > deadline:
+                    raise
+                logger.info("dropping gateway %s: %s; retrying", gateway_id, error.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _restart_node_host(self, host: int, handle: Any, *, move: bool) -> None:
+        """Start :class:`NodeHost` ``host``'s next incarnation: the one Ray restarts after a
+        crash, or (``move``, after a drain) a new process on another node."""
+        try:
+            if not move:
+                try:
+                    gid, _ = await handle.start.remote(self.host, self.port)
+                    self._register(gid, handle, await handle.node_id.remote(), host)
+                    return
+                except RayActorError:
+                    logger.warning("node host %d did not come back; creating it again", host)
+            ray.kill(handle, no_restart=True)
+            (node_id,) = await self._plan_gateway_nodes(1)
+            await self._spawn_node_host(host, node_id, self.port)
+        except Exception:
+            logger.exception("could not restart node host %d", host)
+
     async def kill_gateway(self, gateway_id: str) -> None:
-        """Kill a gateway process abruptly (as a crash would); the supervisor notices it."""
-        ray.kill(self.gateways[gateway_id], no_restart=True)
+        """Kill a gateway process abruptly (as a crash would); the supervisor notices it.
+
+        With ``colocate`` Ray restarts the process (it hosts shards), as after a real crash.
+        """
+        ray.kill(self.gateways[gateway_id], no_restart=gateway_id not in self._node_hosts)
 
     async def kill_shard(self, kind: str, index: int, *, timeout: float = 30.0) -> None:
         """Kill a shard's process as a crash would, and wait until Ray restarted it.
@@ -654,12 +844,12 @@ class RayDeployment:
         naming = room_shard_name if kind == "room" else connection_shard_name
         host = self.spec.host_of(naming(self.spec.name, index))
         handle = await asyncio.to_thread(ray.get_actor, host, self.spec.namespace)
-        old = await handle.ping.remote()
+        old = await handle.incarnation_id.remote()
         ray.kill(handle, no_restart=False)
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
-                if await handle.ping.remote() != old:
+                if await handle.incarnation_id.remote() != old:
                     return
             except RayActorError:
                 pass
@@ -675,6 +865,7 @@ class RayDeployment:
         for follower in self._followers.values():
             follower.cancel()
         self._followers.clear()
+        self._node_hosts.clear()
         await asyncio.gather(*(h.stop.remote() for h in self.gateways.values()), return_exceptions=True)
         for handle in [*self.gateways.values(), *self.shards]:
             ray.kill(handle, no_restart=True)
@@ -709,9 +900,10 @@ def drain_node(
     handles = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
         name = entry["name"]
-        if entry["namespace"] != namespace or "-gw-" not in name:
+        # Gateways are named <deployment>-gw-<id>; NodeHosts (shards and a gateway) <deployment>-node-<i>.
+        if entry["namespace"] != namespace or ("-gw-" not in name and "-node-" not in name):
             continue
-        if deployment is not None and not name.startswith(f"{deployment}-gw-"):
+        if deployment is not None and not name.startswith((f"{deployment}-gw-", f"{deployment}-node-")):
             continue
         try:
             handle = ray.get_actor(name, namespace=namespace)
@@ -720,11 +912,18 @@ def drain_node(
         except (ValueError, RayActorError):
             continue  # gone meanwhile
     drained: dict[str, int] = {}
-    for name, handle in handles:
+    for _, handle in handles:
         try:
-            drained[name] = int(ray.get(handle.drain.remote()))
+            gateway_id = ray.get(handle.current_gateway_id.remote())
+            before = ray.get(handle.ping.remote()).connections
         except RayActorError:
-            continue
+            continue  # gone meanwhile
+        try:
+            drained[gateway_id] = int(ray.get(handle.drain.remote()))
+        except RayActorError:
+            # The supervisor removes a drained gateway as soon as it has stopped, which can beat
+            # the drain's own reply: it was drained all the same.
+            drained[gateway_id] = before
     return drained
 
 

@@ -63,6 +63,11 @@ class MeshSettings(BaseSettings):
     """Ray runtime: processes (Ray actors) hosting the shards. Default: one per room/connection
     shard pair, ``max(room_shards, connection_shards)``. Each Ray worker process costs about half a
     percent of a core at rest, so fewer hosts suit small nodes; more spread the shards' work."""
+    colocate: bool = False
+    """Ray runtime: run the shards inside the gateways' processes (one ``NodeHost`` per gateway)
+    instead of separate shard processes. A broadcast to a room owned there is then a local call,
+    as inline, and a one-gateway node runs one Ray worker instead of two; a crash of that process
+    takes its shards down with the gateway until Ray restarts it (about a second)."""
 
     client_metadata_writes: bool = True
     """Allow ``set-my-connection-metadata`` (the stock clients' ``setConnectionMetadata``)."""
