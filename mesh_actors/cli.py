@@ -215,6 +215,9 @@ def bench(
     ] = None,
     gateways: Annotated[int | None, typer.Option(help="gateway actors on Ray [1]")] = None,
     shard_hosts: Annotated[int | None, typer.Option(help="processes hosting the shards on Ray [1]")] = None,
+    colocate: Annotated[
+        bool, typer.Option("--colocate", help="Ray target with the shards inside the gateways' processes")
+    ] = False,
     serve_arg: Annotated[
         list[str] | None,
         typer.Option(help="extra 'mesh-actors serve' argument, e.g. --serve-arg=--room-shards=1"),
@@ -260,6 +263,7 @@ def bench(
         "client": client,
         "gateways": gateways,
         "shard_hosts": shard_hosts,
+        "colocate": colocate or None,
         "serve_args": serve_arg,
         "server_env": server_env,
         "profile": profile,

@@ -294,8 +294,11 @@ async def test_colocated_shards_serve_and_come_back_after_a_crash(deploy: Any) -
         for future, cid in zip(reconnected, sorted(doomed), strict=True):
             by_id[cid].on("reconnect", lambda _id, f=future: f.done() or f.set_result(_id))
 
+        killed_at = time.monotonic()
         await deployment.kill_gateway(victim)  # the process dies; Ray restarts it
         gone, dropped = await asyncio.wait_for(deployment.gateway_deaths.get(), 30)
+        elapsed = time.monotonic() - killed_at
+        print(f"node host back and the dead gateway's connections dropped {elapsed:.2f}s after the kill")
         assert gone == victim and dropped == len(doomed)
         assert len(deployment.gateways) == 2 and victim not in deployment.gateways
         # The new incarnation runs the same host (same Ray actor name), with a new gateway id.

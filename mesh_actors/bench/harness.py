@@ -58,7 +58,9 @@ def targets(options: BenchOptions) -> list[Target]:
         for library in options.baselines
     ]
     for runtime in options.runtimes:
-        command = mesh_command(runtime, options.gateways, options.serve_args, options.shard_hosts)
+        command = mesh_command(
+            runtime, options.gateways, options.serve_args, options.shard_hosts, options.colocate
+        )
         found.append(Target(f"mesh-{runtime}", command, STARTUP_TIMEOUT_S[runtime]))
     return found
 

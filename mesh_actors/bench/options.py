@@ -65,6 +65,8 @@ class BenchOptions:
     core, and one gateway per core is the documented sizing (a second only adds a process)."""
     shard_hosts: int | None = 1
     """Processes hosting a Ray server's shards (None: the server's default, one per pair)."""
+    colocate: bool = False
+    """Ray server with ``--colocate``: the shards inside the gateways' processes (no shard hosts)."""
     serve_args: list[str] = field(default_factory=list)
     """Extra ``mesh-actors serve`` arguments (experiments)."""
     server_env: list[str] = field(default_factory=list)

@@ -36,14 +36,20 @@ READY_LINE = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)")
 
 
 def mesh_command(
-    runtime: str, gateways: int, extra: Sequence[str] = (), shard_hosts: int | None = None
+    runtime: str,
+    gateways: int,
+    extra: Sequence[str] = (),
+    shard_hosts: int | None = None,
+    colocate: bool = False,
 ) -> list[str]:
     """``python -m mesh_actors serve <bench app> --runtime R --port 0`` (+ ``--gateways`` and
-    ``--shard-hosts`` on Ray)."""
+    ``--shard-hosts`` or ``--colocate`` on Ray)."""
     command = [sys.executable, "-m", "mesh_actors", "serve", APP, "--runtime", runtime, "--port", "0"]
     if runtime == "ray":
         command += ["--gateways", str(gateways)]
-        if shard_hosts is not None:
+        if colocate:
+            command += ["--colocate"]
+        elif shard_hosts is not None:
             command += ["--shard-hosts", str(shard_hosts)]
     return [*command, *extra]
 

@@ -83,7 +83,15 @@ def init_ray(address: str | None = None) -> None:
         loopback_ray_environment()
         # "local": a new Ray of our own, even when another one runs on this machine (plain
         # ray.init() would join that one through /tmp/ray/ray_current_cluster).
-        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", namespace=NAMESPACE)
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            namespace=NAMESPACE,
+            # Ray starts one idle worker per CPU for the first driver; every worker process costs
+            # ~1 % of a core at rest, and the deployment starts the workers it needs anyway.
+            _system_config={"prestart_worker_first_driver": False},
+        )
     else:
         ray.init(address=address, namespace=NAMESPACE)
 
