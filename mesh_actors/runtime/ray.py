@@ -605,9 +605,13 @@ class RayDeployment:
                 if asyncio.get_running_loop().time() > deadline:
                     raise
                 await asyncio.sleep(0.1)
+        return await self._start_gateway(handle, port, host)
+
+    async def _start_gateway(self, handle: Any, port: int, host: int | None = None) -> tuple[str, int]:
+        """Start a new actor's gateway on ``port`` and follow it; the actor is removed if that fails."""
         try:
-            gid, bound = await handle.start.remote(self.host, port)  # type: ignore[attr-defined]
-            node = await handle.node_id.remote()  # type: ignore[attr-defined]
+            gid, bound = await handle.start.remote(self.host, port)
+            node = await handle.node_id.remote()
         except BaseException:
             ray.kill(handle, no_restart=True)
             raise
@@ -708,14 +712,7 @@ class RayDeployment:
             )
             .remote(self.spec, gateway_id, self._app, self._overrides())
         )
-        try:
-            gid, bound = await handle.start.remote(self.host, port)  # type: ignore[attr-defined]
-            node = await handle.node_id.remote()  # type: ignore[attr-defined]
-        except BaseException:
-            ray.kill(handle, no_restart=True)
-            raise
-        self._register(gid, handle, node)
-        return gid, int(bound)
+        return await self._start_gateway(handle, port)
 
     async def _follow(self, gateway_id: str, handle: Any) -> None:
         """Wait for the gateway to stop or die (one pending Ray call), then replace it."""
