@@ -342,6 +342,14 @@ class _GatewayRole:
         self._gateway, self._directory = gateway, directory
         return gateway
 
+    def _connection_count(self) -> int:
+        return len(self._gateway.connections) if self._gateway is not None else 0
+
+    def _report_stopped(self, connections: int) -> None:
+        """Answer the supervisor's pending :meth:`until_stopped` call."""
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(GatewayStatus(connections, self._draining is not None))
+
     async def set_gateways(self, gateway_ids: list[str]) -> None:
         """The live gateways (for broadcasts to everyone)."""
         if self._directory is not None:
@@ -361,7 +369,7 @@ class _GatewayRole:
         """Liveness probe: the number of connections, and whether the gateway was drained."""
         if self._draining is not None:
             return GatewayStatus(0, self._draining.done())
-        return GatewayStatus(len(self._gateway.connections) if self._gateway else 0, False)
+        return GatewayStatus(self._connection_count(), False)
 
     async def until_stopped(self) -> GatewayStatus:
         """Return once this gateway stopped (drained or told to stop).
@@ -382,21 +390,20 @@ class _GatewayRole:
         return await asyncio.shield(self._draining)
 
     async def _drain(self) -> int:
-        connections = len(self._gateway.connections) if self._gateway else 0
+        connections = self._connection_count()
         await self.stop()
         return connections
 
     async def stop(self) -> None:
         """Drain: close every socket with 1001 "going away", then stop serving links."""
-        connections = len(self._gateway.connections) if self._gateway is not None else 0
+        connections = self._connection_count()
         if self._gateway is not None:
             await self._gateway.close()
         if self._link_server is not None:
             await self._link_server.close()
         if self._directory is not None:
             await self._directory.close()
-        if self._stopped is not None and not self._stopped.done():
-            self._stopped.set_result(GatewayStatus(connections, self._draining is not None))
+        self._report_stopped(connections)
 
 
 class GatewayHost(_GatewayRole):
@@ -452,11 +459,10 @@ class NodeHost(_GatewayRole, ShardHost):
     async def stop(self) -> None:
         """Close the gateway's sockets with 1001 "going away"; the shards keep serving until the
         supervisor removes this process, so other gateways' clean-ups still reach them."""
-        connections = len(self._gateway.connections) if self._gateway is not None else 0
+        connections = self._connection_count()
         if self._gateway is not None:
             await self._gateway.close()
-        if self._stopped is not None and not self._stopped.done():
-            self._stopped.set_result(GatewayStatus(connections, self._draining is not None))
+        self._report_stopped(connections)
 
 
 # -- the driver ----------------------------------------------------------------------------------
