@@ -76,7 +76,8 @@ class Rooms(Generic[C]):
             return Outcome(None)
         if type(request) is not dict or "id" not in request:
             return Outcome(None)
-        command, payload = request.get("command"), request.get("payload")
+        command = request.get("command")
+        payload: Any = request.get("payload")  # any JSON value: a dict wherever ``room`` below is a str
         room = payload.get("roomName") if type(payload) is dict else None
         if command == "publish" and isinstance(room, str):
             members = self._rooms.get(room, {})

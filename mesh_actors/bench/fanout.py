@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from array import array
@@ -148,7 +149,7 @@ async def publish(
             stats.sent += 1
             stats.window += in_window
             waiting.add(future)
-            future.add_done_callback(lambda f, t=sent_at, w=in_window: answered(f, t, w))
+            future.add_done_callback(functools.partial(answered, sent_at=sent_at, in_window=in_window))
         if waiting:
             await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), COMMAND_TIMEOUT_S)
     except (TimeoutError, ConnectionError) as error:

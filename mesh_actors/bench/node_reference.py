@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..store.embedded import EmbeddedRedis
+from ..store.redis.embedded import EmbeddedRedis
 
 __all__ = ["main", "reference_dir"]
 

@@ -138,7 +138,8 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def _notes(result: dict[str, Any]) -> str:
-    return result["limit"] + (f", FAILED {failure_summary(result)}" if failed(result) else "")
+    limit: str = result["limit"]
+    return limit + (f", FAILED {failure_summary(result)}" if failed(result) else "")
 
 
 Row = dict[str, Any]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,8 +93,8 @@ class TreeCpu:
 def tree_cpu(root: int, before: Snapshot, after: Snapshot) -> TreeCpu:
     """Sum and split the CPU the server tree used between ``before`` and ``after``."""
     delta = cpu_delta(before.processes, after.processes)
-    by_role: Counter[str] = Counter()
-    by_thread: dict[str, Counter[str]] = {}
+    by_role: defaultdict[str, float] = defaultdict(float)
+    by_thread: dict[str, defaultdict[str, float]] = {}
     switches: Counter[str] = Counter()
     role_pids: dict[str, list[int]] = {}
     cpus: set[int] = set()
@@ -105,7 +105,7 @@ def tree_cpu(root: int, before: Snapshot, after: Snapshot) -> TreeCpu:
         cpus |= affinity(pid)
         if before.threads is not None and after.threads is not None:
             old = before.threads.get(pid, {})
-            names = by_thread.setdefault(role, Counter())
+            names = by_thread.setdefault(role, defaultdict(float))
             for tid, (name, started, seconds) in after.threads.get(pid, {}).items():
                 previous = old.get(tid)
                 names[name] += seconds - previous[2] if previous and previous[1] == started else seconds

@@ -291,7 +291,7 @@ class WebsocketsClient(Client):
         recv, clock, on_text = websocket.recv, time.perf_counter_ns, self.on_text
         try:
             while True:
-                on_text(cast(bytes, await recv(decode=False)), clock())
+                on_text(await recv(decode=False), clock())
         except ConnectionClosed as error:
             self._gone(f"connection closed: {error}")
         finally:
@@ -364,8 +364,7 @@ async def open_client(kind: str, hub: Hub, port: int) -> Client:
     """Connect one client of implementation ``kind`` (see :data:`CLIENT_KINDS`)."""
     if kind == "raw":
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(lambda: RawClient(hub, HOST, port), HOST, port)
-        client = cast(RawClient, protocol)
+        _, client = await loop.create_connection(lambda: RawClient(hub, HOST, port), HOST, port)
         await client.opened
         return client
     other: WebsocketsClient | PicowsClient = (
