@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .server.mesh_server import MeshServer
-from .server.settings import MeshSettings
+from .settings import MeshSettings
 
 __all__ = ["AppLoadError", "load_app", "main"]
 
@@ -127,7 +127,7 @@ def serve(
             _fail(f"invalid option: {error.errors(include_url=False)[0]['msg']}", 2)
 
     settings = server.settings
-    shards = settings.room_shards + settings.connection_shards
+    shards = sum(kind.shard_count(settings) for kind in server.app.kinds)
     if settings.shard_hosts is not None and settings.shard_hosts > shards:
         _fail(f"--shard-hosts {settings.shard_hosts} is more than the {shards} shards there are to host", 2)
     if settings.colocate and settings.shard_hosts not in (None, gateways or 2):
@@ -154,7 +154,7 @@ def serve(
         _fail(f"cannot listen on {server.settings.host}:{server.settings.port}: {error.strerror or error}")
     except Exception as error:
         from .runtime.inline import RedisUnavailableError
-        from .store.embedded import EmbeddedRedisError
+        from .store.redis import EmbeddedRedisError
 
         if isinstance(error, (RedisUnavailableError, EmbeddedRedisError)):
             _fail(str(error))

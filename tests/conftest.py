@@ -21,7 +21,7 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 
 from mesh_actors import MeshServer
-from mesh_actors.store.embedded import EmbeddedRedis
+from mesh_actors.store.redis import EmbeddedRedis
 from tests.interop.nodejs import ensure_node_modules, node_available, start_reference_server
 
 ServerFactory = Callable[..., Awaitable[MeshServer]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mesh_actors.server.settings import MeshSettings
+from mesh_actors.settings import MeshSettings
 
 
 @pytest.mark.parametrize("value", ["", "  "])

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.speedups import apply_mask
 
-__all__ = ["HEARTBEAT", "RawClient", "raw_client"]
+__all__ = ["HEARTBEAT", "RawClient", "client_frame", "raw_client"]
 
 HEARTBEAT = frozenset({"ping", "latency", "latency:request"})
 WAIT = 5.0
@@ -144,3 +147,20 @@ class raw_client:
     async def __aexit__(self, *exc: object) -> None:
         assert self.client is not None
         await self.client.close()
+
+
+def client_frame(payload: bytes, opcode: int = 0x1, *, fin: bool = True, masked: bool = True) -> bytes:
+    """One client-to-server frame, masked as RFC 6455 requires (unless ``masked`` is False)."""
+    first = (0x80 if fin else 0) | opcode
+    length = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        header = bytes([first, mask_bit | length])
+    elif length < 1 << 16:
+        header = bytes([first, mask_bit | 126]) + struct.pack("!H", length)
+    else:
+        header = bytes([first, mask_bit | 127]) + struct.pack("!Q", length)
+    if not masked:
+        return header + payload
+    mask = os.urandom(4)
+    return header + mask + apply_mask(payload, mask)

@@ -6,7 +6,7 @@ import zlib
 from collections.abc import Iterable
 from typing import TypeVar
 
-__all__ = ["group_by_shard", "shard_index", "text"]
+__all__ = ["group_by_shard", "shard_index"]
 
 K = TypeVar("K", bound=str)
 
@@ -25,8 +25,3 @@ def group_by_shard(keys: Iterable[K], shard_count: int) -> dict[int, list[K]]:
     for key in keys:
         groups.setdefault(shard_index(key, shard_count), []).append(key)
     return groups
-
-
-def text(value: bytes | str) -> str:
-    """A key or member read from Redis as ``str`` (the client returns ``bytes``)."""
-    return value.decode() if isinstance(value, bytes) else value

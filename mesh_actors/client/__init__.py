@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from ..protocol import Dialect, MergeStrategy
-from .backoff import Backoff
+from ..protocol.backoff import Backoff
 from .client import MeshClient
 from .errors import MeshClientError, MeshCommandError, MeshConnectionError, MeshTimeoutError
 from .options import ClientOptions

@@ -1,6 +1,6 @@
 """The asyncio Mesh client: connection life cycle, commands, heartbeats, rooms and metadata.
 
-Life cycle (spec §3.2, with the deviations listed on :class:`MeshClient`)::
+Life cycle (docs/protocol.md#client-life-cycle, with the deviations listed on :class:`MeshClient`)::
 
     OFFLINE --connect()--> CONNECTING --assign-id--> ONLINE --connection lost--> RECONNECTING
        ^                       |                      |  ^                            |
@@ -89,7 +89,7 @@ class MeshClient:
 
     A push whose name is one of the life-cycle names above fires those callbacks too.
 
-    Deliberate differences from the reference client (spec §3):
+    Deliberate differences from the reference client (docs/protocol.md#differences-from-the-stock-clients):
 
     * ONLINE starts at ``assign-id``, not at socket open; commands issued before are queued.
     * A command on an OFFLINE client raises :class:`MeshConnectionError` instead of connecting
@@ -446,7 +446,8 @@ class MeshClient:
 
     def _on_assign_id(self, dialect: Dialect, connection_id: Any) -> None:
         if self._dialect is None:
-            self._dialect = dialect  # our server sends both; the first one decides (spec §7.4)
+            # our server sends both; the first one decides (docs/protocol.md#dialects)
+            self._dialect = dialect
         elif dialect is not self._dialect:
             return  # the other dialect's copy of the identity frame
         if not isinstance(connection_id, str) or not connection_id:

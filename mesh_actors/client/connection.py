@@ -59,8 +59,9 @@ class Connection:
                 url,
                 additional_headers=headers,
                 open_timeout=None,
-                # Liveness is the protocol's own ping/pong plus our watchdog (spec §1.5); a second,
-                # WebSocket-level keepalive with other timeouts would only add surprise closes.
+                # Liveness is the protocol's own ping/pong plus our watchdog
+                # (docs/protocol.md#heartbeat); a second, WebSocket-level keepalive with other
+                # timeouts would only add surprise closes.
                 ping_interval=None,
                 close_timeout=close_timeout,
                 max_size=max_message_size,

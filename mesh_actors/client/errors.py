@@ -1,10 +1,10 @@
 """Exceptions raised by the client.
 
 All of them are :class:`~mesh_actors.protocol.CodeError` subclasses, so they carry the same
-``code`` / ``name`` pair as a server error payload (spec §A.4): ``ETIMEOUT``/``TimeoutError`` and
-``ECONNECTION``/``ConnectionError`` are the client-side codes of the reference client. They also
-derive from the matching built-in exceptions, so ``except TimeoutError`` and
-``except ConnectionError`` work as a Python programmer expects.
+``code`` / ``name`` pair as a server error payload (docs/protocol.md#client-errors):
+``ETIMEOUT``/``TimeoutError`` and ``ECONNECTION``/``ConnectionError`` are the client-side
+codes of the reference client. They also derive from the matching built-in exceptions, so
+``except TimeoutError`` and ``except ConnectionError`` work as a Python programmer expects.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Decoding what the server sends to a client (spec §1.1, §1.2, §1.7).
+"""Decoding what the server sends to a client (docs/protocol.md#wire-format).
 
 The server side of the protocol (:func:`mesh_actors.protocol.decode_frame`) classifies requests;
 a client sees the other half: *responses*, which carry the ``id`` of one of its requests, and
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..protocol.frames import Ignored, parse_object
+from ..protocol.messages import Ignored, parse_object
 
 __all__ = ["Ignored", "Inbound", "Push", "Response", "decode_inbound"]
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..protocol import Dialect
-from .backoff import Backoff
+from ..protocol.backoff import Backoff
 
 __all__ = ["ClientOptions"]
 

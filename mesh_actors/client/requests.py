@@ -1,4 +1,6 @@
-"""Requests awaiting their response, and the ids that correlate the two (spec §1.2).
+"""Requests awaiting their response, and the ids that correlate the two.
+
+See docs/protocol.md#requests-and-responses.
 
 Ids are opaque to the server, which echoes them verbatim; the only rule is that two requests in
 flight never share one. A wrapping counter that skips ids still in use satisfies it. The range

@@ -1,4 +1,7 @@
-"""Shapes of the values returned by the built-in command helpers (spec §1.8, §3.5)."""
+"""Shapes of the values returned by the built-in command helpers.
+
+See docs/protocol.md#built-in-commands, docs/protocol.md#client-life-cycle.
+"""
 
 from __future__ import annotations
 

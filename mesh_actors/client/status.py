@@ -1,4 +1,4 @@
-"""The client's connection status (spec §A.3)."""
+"""The client's connection status (docs/protocol.md#client-status)."""
 
 from __future__ import annotations
 

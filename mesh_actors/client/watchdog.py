@@ -1,4 +1,4 @@
-"""The liveness watchdog: notices a server that stopped sending ``ping`` (spec §1.5).
+"""The liveness watchdog: notices a server that stopped sending ``ping`` (docs/protocol.md#heartbeat).
 
 A half-open TCP connection (server crashed, NAT entry dropped) can look healthy for minutes; the
 server's ping every ``pingInterval`` is the client's only proof that the other end is alive.

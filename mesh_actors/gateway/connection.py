@@ -1,8 +1,17 @@
-"""One client connection as the gateway holds it, and the handle user code sees (spec §2.3).
+"""One client connection as the gateway holds it, and the handle user code sees.
+
+See docs/protocol.md#connection-handle.
 
 Sends write complete WebSocket frames straight to the socket's transport: a frame built once for a
 broadcast is written unchanged to every recipient. The outbound buffer of each socket is bounded;
 a client that does not read is closed as a slow consumer rather than growing memory without limit.
+
+Output backpressure: answers wait in a per-tick list (one write per tick) only up to
+``_FLUSH_BYTES``; past that they are written at once. A connection whose pending output (those
+queued answers plus the transport's buffer) is past :attr:`Connection.output_limit`, half of
+``max_send_buffer_bytes``, gets no new command started until it drains (see ``Gateway``). So what
+one connection makes the server hold is about ``max_send_buffer_bytes`` plus its largest answer,
+whatever it sends, and a client that keeps not reading passes the limit and is dropped (or times out).
 """
 
 from __future__ import annotations
@@ -10,24 +19,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
+from ..app import Api
+from ..app.auth import UpgradeRequest
 from ..protocol.dialect import Dialect
-from ..protocol.frames import CommandRequest, encode_push
 from ..protocol.heartbeat import HeartbeatState
-from ..protocol.wsframe import text_frame
-from ..server.auth import UpgradeRequest
+from ..protocol.messages import CommandRequest, encode_push
+from ..protocol.websocket import text_frame
 from .close_codes import SLOW_CONSUMER
-
-if TYPE_CHECKING:
-    from ..server.mesh_server import MeshServer
 
 __all__ = ["Connection"]
 
 logger = logging.getLogger(__name__)
+
+_FLUSH_BYTES = 64 * 1024
+"""Answers queued for the end of the tick are written at once when their bytes pass this."""
 
 
 class Connection:
@@ -39,7 +49,7 @@ class Connection:
         websocket: ServerConnection,
         *,
         gateway_id: str,
-        server: MeshServer,
+        api: Api,
         request: UpgradeRequest,
         auth: Any,
         max_send_buffer_bytes: int,
@@ -55,19 +65,32 @@ class Connection:
         self.auth = auth
         """What ``authenticate_connection`` returned: server-only, clients cannot change it."""
         self.dialect: Dialect | None = None
-        """Latched from the first prefixed command (spec §7.4); ``None`` until then."""
+        """Latched from the first prefixed command (docs/protocol.md#dialects); ``None`` until then."""
         self.heartbeat = HeartbeatState(max_missed_pongs=max_missed_pongs)
-        self.server = server
+        self.api = api
+        """The server API (for :meth:`get_metadata` and :meth:`set_metadata`)."""
         self.tasks: set[asyncio.Task[None]] = set()
         """Commands of this connection that are waiting on something (see ``gateway.eager``)."""
         self.waiting: deque[CommandRequest] = deque()
         """Commands received beyond ``max_inflight_commands``, started as running ones finish."""
         self._answers: list[bytes] | None = None
         """Frames queued by :meth:`answer` for the end of this event-loop tick, or None."""
+        self._answer_bytes = 0
+        """Bytes in :attr:`_answers`; never more than ``_flush_bytes`` after an append returns."""
         self._websocket = websocket
-        self._transport: asyncio.WriteTransport = websocket.transport  # type: ignore[assignment]
+        self._transport: asyncio.WriteTransport = websocket.transport
         self._protocol = websocket.protocol
         self._max_buffer = max_send_buffer_bytes
+        self.output_limit = max(max_send_buffer_bytes // 2, 2)
+        """Pending output (answers queued for this tick + the transport's buffer) past which the
+        gateway starts no more commands of this connection until the transport has drained."""
+        self._flush_bytes = min(_FLUSH_BYTES, self.output_limit // 2)
+        # The gateway waits for resume_writing(), which only follows a pause_writing(): the
+        # transport must pause before the output limit is reached (only small limits need this;
+        # websockets sets a high-water mark of 32 KiB).
+        _low, high = self._transport.get_write_buffer_limits()
+        if high > self.output_limit // 2 and not self._transport.is_closing():
+            self._transport.set_write_buffer_limits(high=self.output_limit // 2)
         self._closing = False
         self._close_timeout = close_timeout
 
@@ -87,6 +110,12 @@ class Connection:
         return self._closing or self._protocol.state is not State.OPEN
 
     @property
+    def output_full(self) -> bool:
+        """True while the pending output is past :attr:`output_limit` (the transport is then
+        paused: while it is not, the output is at most its high-water mark + ``_flush_bytes``)."""
+        return self._answer_bytes + self._transport.get_write_buffer_size() > self.output_limit
+
+    @property
     def latency_ms(self) -> float:
         """The last measured round trip in milliseconds."""
         return self.heartbeat.latency_ms
@@ -95,8 +124,12 @@ class Connection:
         """Write a complete WebSocket frame; False if the socket is closed or overflowing."""
         if self._closing or self._protocol.state is not State.OPEN:
             return False
-        if self._answers is not None:
-            self._answers.append(frame)  # behind the answers of this tick: keep the order
+        answers = self._answers
+        if answers is not None:
+            answers.append(frame)  # behind the answers of this tick: keep the order
+            self._answer_bytes += len(frame)
+            if self._answer_bytes > self._flush_bytes:
+                return self._write_answers()
             return True
         transport = self._transport
         if transport.get_write_buffer_size() > self._max_buffer:
@@ -110,18 +143,48 @@ class Connection:
 
         Commands run as soon as their frame is parsed; writing each answer at once made the
         client's reads (and so its next requests) smaller, which cost more CPU per op on both
-        sides than it saved. Answers of one tick leave in one write, in order with other frames.
+        sides than it saved. Answers of one tick leave in one write, in order with other frames,
+        unless they pass ``_FLUSH_BYTES``: then those queued so far are written at once.
         """
-        if self._answers is None:
-            self._answers = [text_frame(payload)]
-            asyncio.get_running_loop().call_soon(self._flush_answers)
-        else:
-            self._answers.append(text_frame(payload))
+        frame = text_frame(payload)
+        answers = self._answers
+        if answers is not None:
+            answers.append(frame)
+            size = self._answer_bytes + len(frame)
+            self._answer_bytes = size
+            if size > self._flush_bytes:
+                self._write_answers()
+            return
+        self._answers = [frame]
+        self._answer_bytes = len(frame)
+        asyncio.get_running_loop().call_soon(self._flush_answers)
+        if len(frame) > self._flush_bytes:
+            self._write_answers()
+
+    def _write_answers(self) -> bool:
+        """Write the frames queued so far now; later ones of this tick queue again (the flush at
+        the end of the tick is still scheduled)."""
+        frames = self._answers or []
+        self._answers = []
+        self._answer_bytes = 0
+        return self._write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def _flush_answers(self) -> None:
         frames, self._answers = self._answers or [], None
+        self._answer_bytes = 0
         if frames:
-            self.send_frame(frames[0] if len(frames) == 1 else b"".join(frames))
+            self._write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def _write(self, data: bytes) -> bool:
+        """Write to the transport now, unless the socket is closed or overflowing."""
+        if self._closing or self._protocol.state is not State.OPEN:
+            return False
+        transport = self._transport
+        if transport.get_write_buffer_size() > self._max_buffer:
+            self.abort(SLOW_CONSUMER, "send queue full")
+            return False
+        transport.write(data)
+        return True
 
     def send_json(self, payload: bytes) -> bool:
         """Write one encoded Mesh frame (JSON bytes)."""
@@ -145,6 +208,7 @@ class Connection:
         happens for a client that stopped reading: hence the outer bound.
         """
         self._closing = True
+        self._hold_commands()
         try:
             await asyncio.wait_for(self._websocket.close(code, reason), self._close_timeout + 0.5)
         except TimeoutError:
@@ -158,16 +222,22 @@ class Connection:
         if self._transport.is_closing():
             return
         self._closing = True
+        self._hold_commands()
         logger.info("dropping connection %s: %s (%s)", self.id, reason, code)
         self._transport.abort()
 
+    def _hold_commands(self) -> None:
+        # The gateway starts no more commands of a closing connection; it checks one flag of the
+        # socket per command (FastPathConnection.hold), then this connection's state.
+        self._websocket.hold = True  # type: ignore[attr-defined]
+
     async def get_metadata(self) -> Any:
         """This connection's metadata."""
-        return await self.server.connection_manager.get_metadata(self.id)
+        return await self.api.connection_manager.get_metadata(self.id)
 
     async def set_metadata(self, value: Any, strategy: str = "replace") -> Any:
         """Set this connection's metadata; returns the stored value."""
-        return await self.server.connection_manager.set_metadata(self.id, value, strategy)
+        return await self.api.connection_manager.set_metadata(self.id, value, strategy)
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} dead={self.is_dead}>"

@@ -1,17 +1,19 @@
-"""Running one command: lookup, middleware chain, handler, response (spec §1.2, §1.3, §2.2)."""
+"""Running one command: lookup, middleware chain, handler, response.
+
+See docs/protocol.md#requests-and-responses, docs/protocol.md#commands-and-middleware.
+"""
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..protocol.errors import CodeError, command_not_found, error_payload
-from ..protocol.frames import MISSING, CommandRequest, InvalidRequest, encode_response
-from ..server.context import Context
+from ..app import Api, Context
+from ..app.calls import call_user
+from ..protocol.errors import CodeError, ErrorCode, command_not_found, error_payload
+from ..protocol.messages import MISSING, CommandRequest, InvalidRequest, encode_response
 
 if TYPE_CHECKING:
-    from ..server.mesh_server import MeshServer
     from .connection import Connection
 
 __all__ = ["answer_invalid", "run_command"]
@@ -19,30 +21,24 @@ __all__ = ["answer_invalid", "run_command"]
 logger = logging.getLogger(__name__)
 
 
-async def _call(function: Any, ctx: Context) -> Any:
-    result = function(ctx)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
-async def run_command(server: MeshServer, connection: Connection, request: CommandRequest) -> None:
+async def run_command(api: Api, connection: Connection, request: CommandRequest) -> None:
     """Run ``request`` for ``connection`` and send the response (an error payload on failure).
 
     Unknown commands are answered ``ENOTFOUND`` without running middleware, as in the reference.
     """
-    entry = server.commands.lookup(request.command)
+    commands = api.app.commands
+    entry = commands.lookup(request.command)
     if entry is None:
         result: Any = command_not_found(request.command)
     else:
         handler, own_middleware = entry
-        ctx = Context(server, connection, request.command, request.payload)
+        ctx = Context(api, connection, request.command, request.payload)
         try:
-            for middleware in server.commands.global_middleware:
-                await _call(middleware, ctx)
+            for middleware in commands.global_middleware:
+                await call_user(middleware, ctx)
             for middleware in own_middleware:
-                await _call(middleware, ctx)
-            result = await _call(handler, ctx)
+                await call_user(middleware, ctx)
+            result = await call_user(handler, ctx)
             if result is None:
                 result = MISSING  # a handler that returns nothing: no payload key, like undefined
         except CodeError as error:
@@ -57,7 +53,11 @@ async def run_command(server: MeshServer, connection: Connection, request: Comma
         frame = encode_response(
             request.id,
             request.command,
-            {"error": f"Response is not JSON-serializable: {error}", "code": "ESERVER", "name": "TypeError"},
+            {
+                "error": f"Response is not JSON-serializable: {error}",
+                "code": ErrorCode.SERVER,
+                "name": "TypeError",
+            },
         )
     connection.answer(frame)
 
@@ -68,6 +68,6 @@ def answer_invalid(connection: Connection, request: InvalidRequest) -> None:
         encode_response(
             request.id,
             request.command,
-            {"error": f"Invalid frame: {request.reason}", "code": "EINVALID", "name": "ProtocolError"},
+            {"error": f"Invalid frame: {request.reason}", "code": ErrorCode.INVALID, "name": "ProtocolError"},
         )
     )

@@ -25,6 +25,7 @@ connection.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable
 
@@ -60,6 +61,15 @@ class FastPathConnection(ServerConnection):
         self._early: list[bytes] | None = []
         self._slow_path = False
         self._reading_paused = False
+        self.writing_paused = False
+        """True from the transport's ``pause_writing()`` (its buffer passed the high-water mark)
+        until its ``resume_writing()`` (drained to the low-water mark)."""
+        self.on_drain: Callable[[], None] | None = None
+        """Called at each ``resume_writing()``: the gateway starts the commands it held back."""
+        self.hold = False
+        """True when a command arriving now may have to wait or be dropped: writing is paused,
+        commands are queued, or the connection is closing or lost. Set by what causes it, cleared
+        by the gateway once it finds nothing holds (its one check per command; see Gateway)."""
         self._own_parser: bool | None = None
         """None until the connection is open; then whether frames are split here (see module doc)."""
         self._pending = bytearray()
@@ -164,6 +174,16 @@ class FastPathConnection(ServerConnection):
                 self._slow_path = True  # keep message order: the assembler has this one
         super().process_event(event)
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # websockets' assembler (the normal path's message queue) pauses and resumes reading on
+        # its own; it must not resume reading while the gateway holds this socket paused.
+        self.recv_messages.resume = self._resume_for_assembler
+
+    def _resume_for_assembler(self) -> None:
+        if not self._reading_paused and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def pause_reading(self) -> None:
         """Stop reading from the socket (backpressure) until :meth:`resume_reading`."""
         if not self._reading_paused and self.transport is not None and not self.transport.is_closing():
@@ -173,8 +193,24 @@ class FastPathConnection(ServerConnection):
     def resume_reading(self) -> None:
         if self._reading_paused:
             self._reading_paused = False
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.resume_reading()
+            transport = self.transport
+            if transport is not None and not transport.is_closing() and not self.recv_messages.paused:
+                transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.hold = True
+        super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.writing_paused = True
+        self.hold = True
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.writing_paused = False
+        if self.on_drain is not None:
+            self.on_drain()
 
     def fail_invalid_text(self, error: UnicodeDecodeError) -> None:
         """Close with 1007 for a text message that is not UTF-8, as websockets' own path does."""

@@ -8,14 +8,13 @@ HTTP ``GET /healthz`` (alive) and ``GET /readyz`` (accepting connections) on the
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import socket
 import time
 import uuid
 from collections.abc import Collection, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -23,28 +22,35 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ..actors.links import Directory
+from ..actors.cleanup import drop_connection
+from ..actors.ref import Directory
+from ..app import Api
+from ..app.auth import UpgradeRequest, rejection_of
+from ..app.calls import call_user
 from ..protocol.dialect import Dialect, split_builtin
-from ..protocol.errors import CodeError
-from ..protocol.frames import CommandRequest, InvalidRequest, LatencyResponse, Pong, decode_frame, encode_push
 from ..protocol.heartbeat import PingAction
+from ..protocol.messages import (
+    CommandRequest,
+    InvalidRequest,
+    LatencyResponse,
+    Pong,
+    decode_frame,
+    encode_push,
+)
 from ..protocol.names import ASSIGN_ID, LATENCY, LATENCY_REQUEST, PING
-from ..protocol.wsframe import text_frame
-from ..server.auth import UpgradeRequest, rejection_of
+from ..protocol.websocket import text_frame
 from .close_codes import GOING_AWAY, INTERNAL_ERROR, PING_TIMEOUT
 from .connection import Connection
 from .dispatch import answer_invalid, run_command
 from .eager import start_eagerly
 from .fastpath import FastPathConnection
 
-if TYPE_CHECKING:
-    from ..server.mesh_server import MeshServer
-
 __all__ = ["Gateway"]
 
 logger = logging.getLogger(__name__)
 
-_CLEANUP_ATTEMPTS = 8
+_CLEANUP_WINDOW = 15.0
+"""Seconds a departed connection's clean-up keeps retrying an owner that is restarting."""
 _PING_FRAME = text_frame(encode_push(PING, {}))
 _LATENCY_REQUEST_FRAME = text_frame(encode_push(LATENCY_REQUEST, {}))
 
@@ -52,9 +58,10 @@ _LATENCY_REQUEST_FRAME = text_frame(encode_push(LATENCY_REQUEST, {}))
 class Gateway:
     """One WebSocket endpoint of a deployment (one per process in the inline runtime)."""
 
-    def __init__(self, server: MeshServer, directory: Directory, gateway_id: str | None = None) -> None:
-        self.server = server
-        self.settings = server.settings
+    def __init__(self, api: Api, directory: Directory, gateway_id: str | None = None) -> None:
+        self.api = api
+        """The server API handlers get as ``ctx.server`` (the app is ``api.app``)."""
+        self.settings = api.settings
         self.directory = directory
         self.id = gateway_id or f"gw-{uuid.uuid4()}"
         """Unique id of this gateway; connections map to it in Redis (``K:connections``)."""
@@ -80,7 +87,8 @@ class Gateway:
             process_request=self._process_request,
             compression="deflate" if settings.compression else None,
             max_size=settings.max_frame_bytes,
-            # Mesh has its own application-level ping (spec §1.5); the WebSocket one would double it.
+            # Mesh has its own application-level ping (docs/protocol.md#heartbeat); the WebSocket one would
+            # double it.
             ping_interval=None,
             close_timeout=settings.close_timeout,
             server_header=None,
@@ -136,13 +144,11 @@ class Gateway:
             return websocket.respond(HTTPStatus.SERVICE_UNAVAILABLE, "server shutting down\n")
         upgrade = _upgrade_request(request, websocket.remote_address)
         websocket.mesh_upgrade = upgrade  # type: ignore[attr-defined]
-        authenticate = self.server.authenticator
+        authenticate = self.api.app.authenticator
         if authenticate is None:
             return None
         try:
-            auth = authenticate(upgrade)
-            if inspect.isawaitable(auth):
-                auth = await auth
+            auth = await call_user(authenticate, upgrade)
         except Exception as error:
             status, message = rejection_of(error)
             logger.info("upgrade rejected with %s: %r", status, error)
@@ -154,7 +160,8 @@ class Gateway:
 
     # -- one connection --------------------------------------------------------------------------
 
-    async def _handle(self, websocket: FastPathConnection) -> None:
+    async def _handle(self, websocket: ServerConnection) -> None:
+        assert isinstance(websocket, FastPathConnection)  # serve() makes them with create_connection
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
@@ -169,7 +176,7 @@ class Gateway:
             str(uuid.uuid4()),
             websocket,
             gateway_id=self.id,
-            server=self.server,
+            api=self.api,
             request=getattr(websocket, "mesh_upgrade", None) or _upgrade_request(websocket.request, None),
             auth=getattr(websocket, "mesh_auth", None),
             max_send_buffer_bytes=settings.max_send_buffer_bytes,
@@ -178,17 +185,17 @@ class Gateway:
         )
         cid = connection.id
         try:
-            await self.directory.connection_shard(cid).call("register", cid, self.id, connection.auth)
+            await self.api.connection_manager.register(cid, self.id, connection.auth)
         except Exception:
             logger.exception("could not register connection %s; closing it", cid)
             await websocket.close(INTERNAL_ERROR, "registration failed")
             return
         self.connections[cid] = connection
         try:
-            # Both identity frames: each stock client ignores the other dialect's (spec §7.4).
+            # Both identity frames: each stock client ignores the other dialect's (docs/protocol.md#dialects).
             for dialect in Dialect:
                 connection.send(dialect.name_of(ASSIGN_ID), cid)
-            await self.server.run_hooks("connection", connection)
+            await self.api.app.run_hooks("connection", connection)
             await self._read_loop(connection, websocket)
         finally:
             del self.connections[cid]
@@ -216,10 +223,8 @@ class Gateway:
                 split = split_builtin(event.command)
                 if split is not None:
                     connection.dialect = split[0]
-            if len(connection.tasks) >= self.settings.max_inflight_commands:
-                # Backpressure: queue it and stop reading this socket until a command finishes.
-                connection.waiting.append(event)
-                websocket.pause_reading()
+            if websocket.hold or len(connection.tasks) >= self.settings.max_inflight_commands:
+                self._queue_command(connection, websocket, event)  # a limit may hold it back
             else:
                 self._start_command(connection, websocket, event)
         elif kind is Pong:
@@ -242,7 +247,7 @@ class Gateway:
     def _start_command(
         self, connection: Connection, websocket: FastPathConnection, request: CommandRequest
     ) -> None:
-        task = start_eagerly(run_command(self.server, connection, request))
+        task = start_eagerly(run_command(self.api, connection, request))
         if task is None:
             return  # answered without waiting: no task needed
         tasks = connection.tasks
@@ -250,16 +255,60 @@ class Gateway:
 
         def finished(done: asyncio.Task[None]) -> None:
             tasks.discard(done)
-            waiting = connection.waiting
             if done.cancelled():
                 return  # the connection is going away
-            # Commands that complete without waiting make no task: start as many as fit.
-            while waiting and len(tasks) < self.settings.max_inflight_commands:
-                self._start_command(connection, websocket, waiting.popleft())
-            if not waiting:
-                websocket.resume_reading()
+            if connection.waiting:
+                self._start_waiting(connection, websocket)
 
         task.add_done_callback(finished)
+
+    def _queue_command(
+        self, connection: Connection, websocket: FastPathConnection, request: CommandRequest
+    ) -> None:
+        """Start ``request``, or queue it and stop reading the socket while a limit holds.
+
+        Two limits: ``max_inflight_commands`` running commands (those that wait), and the
+        connection's pending output past ``output_limit`` (half of ``max_send_buffer_bytes``):
+        commands that finish without waiting take no slot, so only the size of their answers
+        bounds them. Queued commands start in arrival order when a command finishes or the
+        transport has drained (``resume_writing``); a later request queues behind them.
+        """
+        if connection.is_dead:
+            return  # closing or gone: its answer could not be delivered
+        waiting = connection.waiting
+        if not waiting and len(connection.tasks) < self.settings.max_inflight_commands:
+            if not connection.output_full:
+                websocket.hold = websocket.writing_paused  # nothing else holds any more
+                self._start_command(connection, websocket, request)
+                return
+            self._count("output-backpressure")
+        waiting.append(request)
+        websocket.hold = True
+        if websocket.on_drain is None:
+            websocket.on_drain = lambda: self._drained(connection, websocket)
+        websocket.pause_reading()
+
+    def _start_waiting(self, connection: Connection, websocket: FastPathConnection) -> None:
+        """Start queued commands in arrival order while no limit holds; then read the socket again."""
+        waiting = connection.waiting
+        tasks = connection.tasks
+        limit = self.settings.max_inflight_commands
+        # Commands that complete without waiting make no task: start as many as fit.
+        while waiting and len(tasks) < limit:
+            if connection.is_dead:
+                waiting.clear()
+                return
+            if connection.output_full:
+                return  # the transport is paused (see Connection.output_full): _drained follows
+            self._start_command(connection, websocket, waiting.popleft())
+        if not waiting:
+            websocket.hold = websocket.writing_paused or connection.is_dead
+            websocket.resume_reading()
+
+    def _drained(self, connection: Connection, websocket: FastPathConnection) -> None:
+        """The transport's write buffer fell to its low-water mark: start what the output held."""
+        if connection.waiting:
+            self._start_waiting(connection, websocket)
 
     async def _cleanup(self, connection: Connection) -> None:
         """Forget a departed connection everywhere: its commands, its registry entry, its rooms."""
@@ -269,24 +318,13 @@ class Gateway:
             task.cancel()
         if connection.tasks:
             await asyncio.gather(*connection.tasks, return_exceptions=True)
-        cid = connection.id
-        # A shard that is restarting answers EUNAVAILABLE: retry for a while, or the connection
-        # would stay behind as a ghost. Both steps are idempotent.
-        for attempt in range(_CLEANUP_ATTEMPTS):
-            try:
-                rooms = await self.directory.connection_shard(cid).call("unregister", cid)
-                if rooms:
-                    await self.server.room_manager.leave_rooms(cid, rooms)
-                break
-            except CodeError as error:
-                if error.code != "EUNAVAILABLE" or attempt == _CLEANUP_ATTEMPTS - 1:
-                    logger.error("cleanup of connection %s failed: %s", cid, error)
-                    break
-                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
-            except Exception:
-                logger.exception("cleanup of connection %s failed", cid)
-                break
-        await self.server.run_hooks("disconnection", connection)
+        # Owners that are restarting answer EUNAVAILABLE: the clean-up retries for a while, or the
+        # connection would stay behind as a ghost. Each step is idempotent.
+        try:
+            await drop_connection(self.directory, connection.id, window=_CLEANUP_WINDOW)
+        except Exception:
+            logger.exception("cleanup of connection %s failed", connection.id)
+        await self.api.app.run_hooks("disconnection", connection)
 
     def _count(self, reason: str) -> None:
         self.counters[reason] = self.counters.get(reason, 0) + 1
@@ -318,13 +356,13 @@ class Gateway:
     # -- fan-out ---------------------------------------------------------------------------------
 
     def deliver(
-        self, payload: bytes, targets: Sequence[str] | None = None, exclude: Collection[str] = ()
+        self, message: bytes, targets: Sequence[str] | None = None, exclude: Collection[str] = ()
     ) -> int:
-        """Write one encoded Mesh frame to local connections; returns how many were written.
+        """Write one encoded Mesh message to local connections; returns how many were written.
 
         ``targets`` None means every local connection. The WebSocket frame is built once.
         """
-        frame = text_frame(payload)
+        frame = text_frame(message)
         connections = self.connections
         sent = 0
         if targets is None:
@@ -339,16 +377,6 @@ class Gateway:
             if target is not None and cid not in exclude and target.send_frame(frame):
                 sent += 1
         return sent
-
-    def disconnect(self, connection_ids: Sequence[str], code: int = 1000, reason: str = "") -> int:
-        """Close the given local connections; returns how many were found."""
-        found = 0
-        for cid in connection_ids:
-            connection = self.connections.get(cid)
-            if connection is not None:
-                connection.close_soon(code, reason)
-                found += 1
-        return found
 
 
 def _upgrade_request(request: Request | None, remote_address: Any) -> UpgradeRequest:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .dialect import Dialect, split_builtin
 from .errors import CodeError, command_not_found, error_payload, invalid_payload, is_error_payload
-from .frames import (
+from .merge import MergeStrategy, apply_strategy, deep_merge
+from .messages import (
     MISSING,
     CommandRequest,
     Event,
@@ -17,8 +18,7 @@ from .frames import (
     encode_push,
     encode_response,
 )
-from .merge import MergeStrategy, apply_strategy, deep_merge
-from .wsframe import text_frame
+from .websocket import text_frame
 
 __all__ = [
     "MISSING",

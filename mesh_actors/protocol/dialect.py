@@ -1,8 +1,8 @@
 """The two client dialects of the Mesh protocol: ``mesh/`` (Mesh) and ``rt/`` (@prsm/realtime).
 
-Both dialects are the same protocol with a different prefix on built-in command and push names
-(spec §7.1). A server that serves both remembers which prefix each connection (and later, each
-subscription) used and answers in kind (spec §7.4).
+Both dialects are the same protocol with a different prefix on built-in command and push names. A
+server that serves both remembers which prefix each connection (and later, each subscription) used
+and answers in kind (docs/protocol.md#dialects).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Heartbeat bookkeeping for one connection: ping/pong liveness and latency (spec §1.5, §1.6).
+"""Heartbeat bookkeeping for one connection: ping/pong liveness and latency (docs/protocol.md#heartbeat).
 
 Pure state transitions; the gateway's timers call them and act on the result.
 """

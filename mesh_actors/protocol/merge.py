@@ -1,4 +1,7 @@
-"""Metadata (and later record) merge strategies: replace, merge, deepMerge (spec §2.4, §A.2)."""
+"""Metadata (and later record) merge strategies: replace, merge, deepMerge.
+
+See docs/protocol.md#merge-strategies.
+"""
 
 from __future__ import annotations
 

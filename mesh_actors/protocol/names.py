@@ -1,4 +1,6 @@
-"""Names of built-in commands, pushes and heartbeat frames (spec §1.5-§1.8).
+"""Names of built-in commands, pushes and heartbeat frames.
+
+See docs/protocol.md#pushes, docs/protocol.md#built-in-commands.
 
 Built-in names are suffixes; the wire name is the dialect prefix plus the suffix.
 """
@@ -7,11 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "ASSIGN_ID",
-    "BUILTIN_COMMANDS",
     "GET_CONNECTION_METADATA",
     "GET_MY_CONNECTION_METADATA",
     "GET_ROOM_METADATA",
-    "HEARTBEAT_REPLIES",
     "JOIN_ROOM",
     "LATENCY",
     "LATENCY_REQUEST",
@@ -28,10 +28,10 @@ PING = "ping"
 LATENCY = "latency"
 LATENCY_REQUEST = "latency:request"
 
-# Client replies to heartbeat pushes: never dispatched as commands, never answered (spec §1.10).
+# Client replies to heartbeat pushes: never dispatched as commands, never answered
+# (docs/protocol.md#malformed-input).
 PONG = "pong"
 LATENCY_RESPONSE = "latency:response"
-HEARTBEAT_REPLIES = frozenset({PONG, LATENCY_RESPONSE})
 
 # Prefixed push.
 ASSIGN_ID = "assign-id"
@@ -44,13 +44,3 @@ GET_CONNECTION_METADATA = "get-connection-metadata"
 GET_MY_CONNECTION_METADATA = "get-my-connection-metadata"
 SET_MY_CONNECTION_METADATA = "set-my-connection-metadata"
 GET_ROOM_METADATA = "get-room-metadata"
-
-BUILTIN_COMMANDS = (
-    NOOP,
-    JOIN_ROOM,
-    LEAVE_ROOM,
-    GET_CONNECTION_METADATA,
-    GET_MY_CONNECTION_METADATA,
-    SET_MY_CONNECTION_METADATA,
-    GET_ROOM_METADATA,
-)

@@ -1,4 +1,5 @@
-"""Pydantic models of the built-in command payloads (spec §1.8), with the wire field names.
+"""Pydantic models of the built-in command payloads (docs/protocol.md#built-in-commands), with the wire field
+names.
 
 Validation failures become ``EINVALID`` error payloads (see :func:`parse_payload`), never exceptions
 that reach the socket.

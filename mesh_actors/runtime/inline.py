@@ -2,67 +2,69 @@
 
 A link is a direct method call (no copy, no serialization). Redis is ``MESH_REDIS_URL`` or an
 embedded redis-server child process. This is the default and the fastest runtime on one machine.
+It runs every registered owner kind (``app.kinds``) without knowing what any of them owns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..actors.connection_shard import ConnectionShard
-from ..actors.room_shard import RoomShard
-from ..actors.sharding import shard_index
+from ..actors.cleanup import drop_stale_gateways
+from ..actors.ref import ActorRef, GatewayActor, Owner, method_name
+from ..actors.registry import OwnerKind, Slot, rebuild_order
+from ..app import Api
 from ..gateway.gateway import Gateway
-from ..store.connect import connect_redis
-from ..store.embedded import EmbeddedRedis
-from ..store.keys import KeyLayout
-from .maintenance import drop_stale_gateways
+from ..store.redis import EmbeddedRedis, KeyLayout, RedisBackend, connect_redis
 
-if TYPE_CHECKING:
-    from ..server.mesh_server import MeshServer
-
-__all__ = ["InlineDirectory", "InlineRef", "InlineRuntime", "RedisUnavailableError"]
+__all__ = ["InlineDirectory", "InlineRef", "InlineRuntime", "RedisUnavailableError", "start_owners"]
 
 logger = logging.getLogger(__name__)
+
+A = TypeVar("A")
+OwnerT = TypeVar("OwnerT", bound=Owner)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class RedisUnavailableError(RuntimeError):
     """Redis could not be reached at start; the message names the URL and what to check."""
 
 
-class InlineRef:
+class InlineRef(ActorRef[A]):
     """A link to an actor in this process: calls run the method directly."""
 
     __slots__ = ("_actor", "_tasks")
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: A) -> None:
         self._actor = actor
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
-    def actor(self) -> Any:
+    def actor(self) -> A:
         """The object behind the link (inline runtime only)."""
         return self._actor
 
-    async def call(self, method: str, *args: Any) -> Any:
-        result = getattr(self._actor, method)(*args)
-        if inspect.isawaitable(result):
+    async def call(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        # Looked up by name, as a link does, so a subclass's override is the one that runs.
+        result = getattr(self._actor, method_name(method))(*args, **kwargs)
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
             result = await result
         return result
 
-    def tell(self, method: str, *args: Any) -> None:
+    def tell(self, method: Callable[Concatenate[A, P], Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        name = method_name(method)
         try:
-            result = getattr(self._actor, method)(*args)
+            result = getattr(self._actor, name)(*args, **kwargs)
         except Exception:
-            logger.exception("%s.%s failed", type(self._actor).__name__, method)
+            logger.exception("%s.%s failed", type(self._actor).__name__, name)
             return
-        if inspect.iscoroutine(result):
+        if asyncio.iscoroutine(result):
             task = asyncio.get_running_loop().create_task(result)
             self._tasks.add(task)
             task.add_done_callback(self._finished)
@@ -76,53 +78,75 @@ class InlineRef:
 class InlineDirectory:
     """Finds shards by key hash and gateways by id, all in this process."""
 
-    def __init__(self) -> None:
-        self._room_shards: list[InlineRef] = []
-        self._connection_shards: list[InlineRef] = []
-        self._gateways: dict[str, InlineRef] = {}
+    def __init__(self, kinds: Sequence[OwnerKind[Any]]) -> None:
+        self._kinds = tuple(kinds)
+        self._shards: dict[str, list[InlineRef[Any]]] = {kind.name: [] for kind in kinds}
+        self._gateways: dict[str, InlineRef[GatewayActor]] = {}
 
-    def set_shards(
-        self, room_shards: Sequence[RoomShard], connection_shards: Sequence[ConnectionShard]
-    ) -> None:
-        """Install (or replace, after a restart) the shard objects."""
-        self._room_shards = [InlineRef(shard) for shard in room_shards]
-        self._connection_shards = [InlineRef(shard) for shard in connection_shards]
+    def set_shards(self, kind: OwnerKind[OwnerT], shards: Sequence[OwnerT]) -> None:
+        """Install (or replace, after a restart) the shard objects of ``kind``."""
+        self._shards[kind.name] = [InlineRef(shard) for shard in shards]
 
-    def add_gateway(self, gateway: Gateway) -> None:
+    def add_gateway(self, gateway_id: str, gateway: GatewayActor) -> None:
         """Make a gateway reachable by its id."""
-        self._gateways[gateway.id] = InlineRef(gateway)
+        self._gateways[gateway_id] = InlineRef(gateway)
 
-    def room_shard(self, room: str) -> InlineRef:
-        return self._room_shards[shard_index(room, len(self._room_shards))]
+    def kinds(self) -> Sequence[OwnerKind[Any]]:
+        return self._kinds
 
-    def connection_shard(self, connection_id: str) -> InlineRef:
-        return self._connection_shards[shard_index(connection_id, len(self._connection_shards))]
+    def shard(self, kind: OwnerKind[OwnerT], key: str) -> InlineRef[OwnerT]:
+        shards = self._shards[kind.name]
+        return shards[kind.shard_of(key, len(shards))]
 
-    def room_shards(self) -> Sequence[InlineRef]:
-        return self._room_shards
+    def shards(self, kind: OwnerKind[OwnerT]) -> Sequence[InlineRef[OwnerT]]:
+        return self._shards[kind.name]
 
-    def connection_shards(self) -> Sequence[InlineRef]:
-        return self._connection_shards
-
-    def gateway(self, gateway_id: str) -> InlineRef | None:
+    def gateway(self, gateway_id: str) -> InlineRef[GatewayActor] | None:
         return self._gateways.get(gateway_id)
 
-    def gateways(self) -> Sequence[InlineRef]:
+    def gateways(self) -> Sequence[InlineRef[GatewayActor]]:
         return list(self._gateways.values())
 
 
-class InlineRuntime:
-    """Runs a :class:`MeshServer` in this process."""
+async def start_owners(
+    kinds: Sequence[OwnerKind[Any]], settings: Any, backend: Any, directory: Any, *, only: Any = None
+) -> dict[str, list[Owner]]:
+    """Create and rebuild the shards of every kind, in dependency order; returns them by kind.
 
-    def __init__(self, server: MeshServer) -> None:
-        self.server = server
-        self.settings = server.settings
-        self.directory = InlineDirectory()
-        self.keys = KeyLayout(self.settings.key_prefix)
+    ``only(kind, index)`` limits it to the shards this process hosts (default: all of them).
+    """
+    started: dict[str, list[Owner]] = {}
+    for wave in rebuild_order(kinds):
+        created = [
+            (kind, index, kind.create(Slot(index, kind.shard_count(settings)), backend, directory))
+            for kind in wave
+            for index in range(kind.shard_count(settings))
+            if only is None or only(kind, index)
+        ]
+        counts = await asyncio.gather(*(shard.rebuild() for _, _, shard in created))
+        for (kind, index, shard), count in zip(created, counts, strict=True):
+            logger.debug("%s shard %d rebuilt %d entries", kind.name, index, count)
+            started.setdefault(kind.name, []).append(shard)
+    return started
+
+
+class InlineRuntime:
+    """Runs an app's API (a :class:`MeshServer`) in this process."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.settings = api.settings
+        self.kinds = api.app.kinds
+        self.directory = InlineDirectory(self.kinds)
         self.redis: Redis | None = None
         self.gateway: Gateway | None = None
         self.redis_url: str | None = None
         self._embedded: EmbeddedRedis | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The gateway's bound port."""
+        return self.gateway.port if self.gateway is not None else None
 
     async def start(self, host: str, port: int) -> None:
         """Connect Redis, rebuild the shards from it, then open the gateway."""
@@ -142,48 +166,35 @@ class InlineRuntime:
                 "or unset it to use the embedded Redis."
             ) from error
         await self._start_shards()
-        self.gateway = Gateway(self.server, self.directory)
-        self.directory.add_gateway(self.gateway)
+        # Connections left in Redis by an earlier run of this process are dead: their sockets
+        # went with it. Remove them and their memberships.
+        await drop_stale_gateways(self.directory, live=())
+        self.gateway = Gateway(self.api, self.directory)
+        self.directory.add_gateway(self.gateway.id, self.gateway)
         await self.gateway.start(host, port)
 
-    def _new_shards(self) -> tuple[list[RoomShard], list[ConnectionShard]]:
-        assert self.redis is not None
-        settings, keys, redis = self.settings, self.keys, self.redis
-        timeout = settings.persist_timeout
-        rooms = [
-            RoomShard(i, settings.room_shards, redis, keys, self.directory, persist_timeout=timeout)
-            for i in range(settings.room_shards)
-        ]
-        connections = [
-            ConnectionShard(i, settings.connection_shards, redis, keys, persist_timeout=timeout)
-            for i in range(settings.connection_shards)
-        ]
-        return rooms, connections
-
     async def _start_shards(self) -> None:
-        rooms, connections = self._new_shards()
-        await asyncio.gather(*(shard.rebuild() for shard in connections))
-        await asyncio.gather(*(shard.rebuild() for shard in rooms))
-        self.directory.set_shards(rooms, connections)
-        # Connections left in Redis by an earlier run of this process are dead: their sockets
-        # went with it. Remove them and their room memberships.
-        await drop_stale_gateways(self.directory, live=())
+        assert self.redis is not None
+        backend = RedisBackend(self.redis, KeyLayout(self.settings.key_prefix), self.settings.persist_timeout)
+        started = await start_owners(self.kinds, self.settings, backend, self.directory)
+        for kind in self.kinds:
+            self.directory.set_shards(kind, started.get(kind.name, []))
+
+    def _owners(self) -> list[Owner]:
+        return [ref.actor for kind in self.kinds for ref in self.directory.shards(kind)]
 
     async def restart_shards(self) -> None:
         """Replace every shard with a fresh object rebuilt from Redis, as a crash restart would."""
-        for ref in [*self.directory.room_shards(), *self.directory.connection_shards()]:
-            await ref.actor.flush()
-        rooms, connections = self._new_shards()
-        await asyncio.gather(*(shard.rebuild() for shard in connections))
-        await asyncio.gather(*(shard.rebuild() for shard in rooms))
-        self.directory.set_shards(rooms, connections)
+        for owner in self._owners():
+            await owner.flush()
+        await self._start_shards()
 
     async def close(self) -> None:
         """Close the gateway (clients see 1001), flush the shards, stop Redis if embedded."""
         if self.gateway is not None:
             await self.gateway.close()
-        for ref in [*self.directory.room_shards(), *self.directory.connection_shards()]:
-            if not await ref.actor.flush(timeout=self.settings.persist_timeout):
+        for owner in self._owners():
+            if not await owner.flush(timeout=self.settings.persist_timeout):
                 logger.error("shutdown with writes Redis did not take: they are lost")
         await self._close_redis()
 

@@ -1,10 +1,9 @@
-"""The user-facing server API."""
+"""The user's facade: :class:`MeshServer` (the app, the server API, start and serve)."""
 
 from __future__ import annotations
 
-from .auth import AuthenticationError, UpgradeRequest
-from .context import Context
+from ..app import AuthenticationError, Context, UpgradeRequest
+from ..settings import MeshSettings
 from .mesh_server import MeshServer
-from .settings import MeshSettings
 
 __all__ = ["AuthenticationError", "Context", "MeshServer", "MeshSettings", "UpgradeRequest"]

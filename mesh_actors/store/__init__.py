@@ -1,1 +1,1 @@
-"""store package."""
+"""Storage plumbing under the owners' storage ports: today Redis (``store.redis``)."""

@@ -318,7 +318,8 @@ async def test_rejected_upgrade_reports_the_status(
 async def test_server_heartbeats_keep_the_client_online(
     make_server: ServerFactory, make_client: ClientFactory
 ) -> None:
-    # Latency probes are skipped between a ping and its pong (spec §1.6): an interval that is not
+    # Latency probes are skipped between a ping and its pong (docs/protocol.md#latency): an interval that is
+    # not
     # a multiple of the ping interval keeps them from always landing in that window.
     server = await make_server(setup=expose_test_commands, ping_interval=0.07, latency_interval=0.03)
     client = make_client(url_of(server), ping_timeout=0.07, max_missed_pings=2)

@@ -2,7 +2,8 @@
 
 This is not a Mesh server and must not be used to test behaviour (rooms, metadata, presence):
 those tests run against the real ``mesh_actors.server`` in ``test_client_server.py``. The peer
-does exactly what the wire protocol (spec §1) says a server does on the wire, and lets a test
+does exactly what the wire protocol (docs/protocol.md#wire-format) says a server does on the wire, and lets a
+test
 script the rest:
 
 * sends ``assign-id`` first, in the dialects it is told (both by default, ``mesh/`` first);
@@ -220,7 +221,8 @@ def _suffix(command: Any) -> str | None:
     return None
 
 
-# Canned answers with the reference shapes (spec §1.8), only so the helpers' wire use is visible.
+# Canned answers with the reference shapes (docs/protocol.md#built-in-commands), only so the helpers' wire
+# use is visible.
 _BUILTINS: dict[str | None, Handler] = {
     "join-room": lambda peer, payload: {
         "success": True,
