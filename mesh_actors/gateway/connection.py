@@ -131,6 +131,7 @@ class Connection:
             if self._answer_bytes > self._flush_bytes:
                 return self._write_answers()
             return True
+        # The same as _write, inlined: this runs once per recipient of every broadcast.
         transport = self._transport
         if transport.get_write_buffer_size() > self._max_buffer:
             self.abort(SLOW_CONSUMER, "send queue full")

@@ -4,7 +4,6 @@ what it loads back, and shards rebuilt over it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,17 +13,10 @@ from mesh_actors.features.connections.port import StoredConnection
 from mesh_actors.features.connections.redis import RedisConnectionStore
 from mesh_actors.features.connections.shard import ConnectionShard
 from mesh_actors.features.rooms.redis import RedisRoomStore
-from mesh_actors.store.redis import KeyLayout, RedisBackend, connect_redis
+from mesh_actors.store.redis import KeyLayout, RedisBackend
 from tests.features.redis_state import stored_keys
 
 ALL = Slot(0, 1)
-
-
-@pytest.fixture
-async def backend(redis_url: str, key_prefix: str) -> AsyncIterator[RedisBackend]:
-    client = connect_redis(redis_url)
-    yield RedisBackend(client, KeyLayout(key_prefix))
-    await client.aclose()
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ loads back (members of unregistered connections dropped), and shards rebuilt ove
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 
@@ -19,13 +17,6 @@ from tests.features.directory import RecordingDirectory
 from tests.features.redis_state import stored_keys
 
 ALL = Slot(0, 1)
-
-
-@pytest.fixture
-async def backend(redis_url: str, key_prefix: str) -> AsyncIterator[RedisBackend]:
-    client = connect_redis(redis_url)
-    yield RedisBackend(client, KeyLayout(key_prefix))
-    await client.aclose()
 
 
 @pytest.fixture
