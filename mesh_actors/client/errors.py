@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..protocol import CodeError
+from ..protocol.errors import CodeError, ErrorCode
 
 __all__ = [
     "MeshClientError",
@@ -38,7 +38,7 @@ class MeshCommandError(MeshClientError):
     def __init__(self, command: str, payload: dict[str, Any]) -> None:
         super().__init__(
             str(payload.get("error", "")),
-            code=str(payload.get("code", "ESERVER")),
+            code=str(payload.get("code", ErrorCode.SERVER)),
             name=str(payload.get("name", "Error")),
         )
         self.command = command

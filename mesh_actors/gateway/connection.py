@@ -139,15 +139,15 @@ class Connection:
         transport.write(frame)
         return True
 
-    def answer(self, payload: bytes) -> None:
-        """Send a command's response (JSON bytes) at the end of this event-loop tick.
+    def answer(self, message: bytes) -> None:
+        """Send a command's response (an encoded message) at the end of this event-loop tick.
 
         Commands run as soon as their frame is parsed; writing each answer at once made the
         client's reads (and so its next requests) smaller, which cost more CPU per op on both
         sides than it saved. Answers of one tick leave in one write, in order with other frames,
         unless they pass ``_FLUSH_BYTES``: then those queued so far are written at once.
         """
-        frame = text_frame(payload)
+        frame = text_frame(message)
         answers = self._answers
         if answers is not None:
             answers.append(frame)
@@ -187,9 +187,9 @@ class Connection:
         transport.write(data)
         return True
 
-    def send_json(self, payload: bytes) -> bool:
-        """Write one encoded Mesh frame (JSON bytes)."""
-        return self.send_frame(text_frame(payload))
+    def send_json(self, message: bytes) -> bool:
+        """Write one encoded Mesh message (JSON bytes)."""
+        return self.send_frame(text_frame(message))
 
     def send(self, command: str, payload: Any = None) -> bool:
         """Push ``{"command", "payload"}`` to this client; False if it could not be sent."""

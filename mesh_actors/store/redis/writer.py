@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ...actors.retry import UNAVAILABLE_BACKOFF
 from ...protocol.errors import CodeError, unavailable
 
 __all__ = ["OrderedWriter", "storage_unavailable"]
@@ -29,6 +30,7 @@ __all__ = ["OrderedWriter", "storage_unavailable"]
 logger = logging.getLogger(__name__)
 
 Op = tuple[Any, ...]
+
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 
@@ -72,7 +74,7 @@ class OrderedWriter:
             raise storage_unavailable() from None
 
     async def _flush_loop(self) -> None:
-        delay = 0.05
+        attempt = 0
         try:
             while self._pending:
                 batch = list(self._pending)
@@ -82,13 +84,13 @@ class OrderedWriter:
                     if not self.failing:
                         logger.warning("Redis unreachable, retrying queued writes: %s", error)
                     self.failing = True
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                    attempt += 1
+                    await asyncio.sleep(UNAVAILABLE_BACKOFF.delay(attempt))
                     continue
                 if self.failing:
                     logger.warning("Redis is back; queued writes flushed")
                 self.failing = False
-                delay = 0.05
+                attempt = 0
                 del self._pending[: len(batch)]
                 for result in results:
                     if isinstance(result, Exception):
