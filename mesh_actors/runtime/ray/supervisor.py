@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import ray
-from ray.exceptions import ActorUnschedulableError, RayActorError
+from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
 
 from ...actors.cleanup import drop_gateway, drop_stale_gateways
 from ...actors.registry import OwnerKind
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 _DROP_WINDOW = 15.0
 """Seconds the drop of a dead gateway's connections keeps retrying an owner that restarts."""
+_RESTART_WINDOW = 15.0
+"""Seconds the supervisor waits for Ray to restart a crashed ``NodeHost`` before replacing it."""
 
 
 class DriverRuntime:
@@ -358,18 +360,39 @@ class RayDeployment:
         """Start ``NodeHost`` ``host``'s next incarnation: the one Ray restarts after a crash,
         or (``move``, after a drain) a new process on another node."""
         try:
-            if not move:
-                try:
-                    gid, _ = await handle.start.remote(self.host, self.port)
-                    self._register(gid, handle, await handle.node_id.remote(), host)
-                    return
-                except RayActorError:
-                    logger.warning("node host %d did not come back; creating it again", host)
+            if not move and await self._start_restarted(host, handle):
+                return
             ray.kill(handle, no_restart=True)
             (node_id,) = await self._plan_gateway_nodes(1)
             await self._spawn_node_host(host, node_id, self.port)
         except Exception:
             logger.exception("could not restart node host %d", host)
+
+    async def _start_restarted(self, host: int, handle: Any, window: float = _RESTART_WINDOW) -> bool:
+        """Start the gateway of the incarnation Ray is restarting; False if it does not come back.
+
+        While Ray restarts the process its calls fail with ``ActorUnavailableError``: keep asking
+        for ``window`` seconds rather than replacing a process that is about to be back (its shards'
+        links wait for it, while a replacement would fail them).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window
+        reason: RayActorError
+        while True:
+            try:
+                gid, _ = await handle.start.remote(self.host, self.port)
+                self._register(gid, handle, await handle.node_id.remote(), host)
+                return True
+            except ActorUnavailableError as error:
+                if loop.time() >= deadline:
+                    reason = error
+                    break
+                await asyncio.sleep(0.1)
+            except RayActorError as error:
+                reason = error
+                break
+        logger.warning("node host %d did not come back (%s); creating it again", host, type(reason).__name__)
+        return False
 
     # -- fault injection (tests, chaos tooling) --------------------------------------------------
 
