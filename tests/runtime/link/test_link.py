@@ -9,7 +9,7 @@ import pytest
 
 from mesh_actors import CodeError
 from mesh_actors.actors.ref import retry_safe
-from mesh_actors.runtime.link import Link, LinkGoneError, LinkServer
+from mesh_actors.runtime.link import Link, LinkGoneError, LinkServer, Resolver
 
 TOKEN = b"test-token"
 
@@ -57,6 +57,15 @@ class Stranger:
         raise AssertionError("never runs here")
 
 
+def at(address: tuple[str, int]) -> Resolver:
+    """A resolver that always answers ``address`` (the actor never moves)."""
+
+    async def resolve() -> tuple[str, int]:
+        return address
+
+    return resolve
+
+
 async def serve(target: Any, token: bytes = TOKEN) -> tuple[LinkServer, tuple[str, int]]:
     server = LinkServer(target, token, name="target")
     return server, await server.start("127.0.0.1")
@@ -65,10 +74,7 @@ async def serve(target: Any, token: bytes = TOKEN) -> tuple[LinkServer, tuple[st
 async def test_calls_and_results() -> None:
     server, address = await serve(Target())
 
-    async def resolve() -> tuple[str, int]:
-        return address
-
-    link = Link("target", resolve, TOKEN)
+    link = Link("target", at(address), TOKEN)
     try:
         assert await link.call(Target.add, 2, 3) == 5
         results = await asyncio.gather(*(link.call(Target.add, i, i) for i in range(500)))
@@ -83,10 +89,7 @@ async def test_calls_and_results() -> None:
 async def test_errors_cross_the_link_with_their_code() -> None:
     server, address = await serve(Target())
 
-    async def resolve() -> tuple[str, int]:
-        return address
-
-    link = Link("target", resolve, TOKEN)
+    link = Link("target", at(address), TOKEN)
     try:
         with pytest.raises(CodeError) as coded:
             await link.call(Target.fail_with_code)
@@ -113,10 +116,7 @@ async def test_keyword_arguments_cross_the_link() -> None:
     target = Target()
     server, address = await serve(target)
 
-    async def resolve() -> tuple[str, int]:
-        return address
-
-    link = Link("target", resolve, TOKEN)
+    link = Link("target", at(address), TOKEN)
     try:
         assert await link.call(Target.scaled, 2, factor=3) == 6
         assert await link.call(Target.scaled, 2) == 2  # no keywords: the short message
@@ -133,10 +133,7 @@ async def test_tells_arrive_in_order() -> None:
     target = Target()
     server, address = await serve(target)
 
-    async def resolve() -> tuple[str, int]:
-        return address
-
-    link = Link("target", resolve, TOKEN)
+    link = Link("target", at(address), TOKEN)
     try:
         for i in range(5000):
             link.tell(Target.note, i)
@@ -229,10 +226,7 @@ async def test_gone_actor_fails_fast() -> None:
 async def test_call_timeout() -> None:
     server, address = await serve(Target())
 
-    async def resolve() -> tuple[str, int]:
-        return address
-
-    link = Link("target", resolve, TOKEN, call_timeout=0.2)
+    link = Link("target", at(address), TOKEN, call_timeout=0.2)
     try:
         with pytest.raises(CodeError) as timed_out:
             await link.call(Target.slow_echo, 1)
