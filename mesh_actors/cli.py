@@ -15,7 +15,6 @@ from pydantic import ValidationError
 
 from . import __version__
 from .server.mesh_server import MeshServer
-from .settings import MeshSettings
 
 __all__ = ["AppLoadError", "load_app", "main"]
 
@@ -122,7 +121,7 @@ def serve(
     overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
     if overrides:
         try:
-            server.settings = MeshSettings(**{**server.settings.model_dump(), **overrides})
+            server.settings = server.settings.updated(**overrides)
         except ValidationError as error:
             _fail(f"invalid option: {error.errors(include_url=False)[0]['msg']}", 2)
 

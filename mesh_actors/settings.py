@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +77,10 @@ class MeshSettings(BaseSettings):
     sharing a room with the caller, or only the caller's own."""
     rooms_require_guard: bool = False
     """If true, a room that matches no ``guard_room`` pattern cannot be joined from a client."""
+
+    def updated(self, **changes: Any) -> MeshSettings:
+        """A copy with ``changes`` applied, validated like the constructor's options."""
+        return MeshSettings(**{**self.model_dump(), **changes})
 
     @field_validator("redis_url", mode="before")
     @classmethod

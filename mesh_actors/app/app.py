@@ -55,7 +55,7 @@ class App:
     def with_settings(self, **changes: Any) -> App:
         """A copy of this app whose settings have ``changes`` applied (validated)."""
         clone = copy.copy(self)
-        clone.settings = MeshSettings(**{**self.settings.model_dump(), **changes})
+        clone.settings = self.settings.updated(**changes)
         return clone
 
     # -- definition ------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ class MeshServer(Api):
 
     def configure(self, **changes: Any) -> None:
         """Change settings before start (validated like the constructor's options)."""
-        self.settings = MeshSettings(**{**self.settings.model_dump(), **changes})
+        self.settings = self.settings.updated(**changes)
 
     @property
     def authenticator(self) -> Authenticator | None:

@@ -124,7 +124,3 @@ class RoomManager:
     async def broadcast(self, room: str, message: bytes, exclude: Collection[str] = ()) -> int:
         """Send an encoded message to the room's members except ``exclude``; returns the count."""
         return int(await self._owner(room).call(RoomShard.broadcast, room, message, tuple(exclude)))
-
-    async def drop_connection(self, connection_id: str) -> list[str]:
-        """Remove a departed connection from every room (after it was unregistered)."""
-        return await self.remove_from_all(connection_id)
