@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from ...actors.ref import ActorRef
 from ...protocol.merge import MergeStrategy
 from ..base import Client, Deployment
 from .kind import CONNECTIONS
@@ -50,7 +51,7 @@ class ConnectionManager:
             raise RuntimeError("this connection manager has no room owners to ask")
         return self._rooms()
 
-    def _owner(self, connection_id: str) -> Any:
+    def _owner(self, connection_id: str) -> ActorRef[ConnectionShard]:
         return self._deployment.directory.shard(CONNECTIONS, connection_id)
 
     async def _fan_in(self, ids: Iterable[str], *, locate: bool) -> dict[str, Any]:

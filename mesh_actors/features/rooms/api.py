@@ -9,9 +9,10 @@ again here rather than left behind as a ghost.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
+from ...actors.ref import ActorRef
 from ...protocol.merge import MergeStrategy
 from ..base import Client, Deployment
 from ..connections.api import ConnectionManager, connection_id_of
@@ -35,10 +36,10 @@ class RoomManager:
         self._deployment = deployment
         self._connections = connections
 
-    def _owner(self, room: str) -> Any:
+    def _owner(self, room: str) -> ActorRef[RoomShard]:
         return self._deployment.directory.shard(ROOMS, _check_room(room))
 
-    def _owners(self) -> Any:
+    def _owners(self) -> Sequence[ActorRef[RoomShard]]:
         return self._deployment.directory.shards(ROOMS)
 
     async def add(self, room: str, connection: Client | str, *, gateway_id: str | None = None) -> list[str]:
